@@ -1,0 +1,116 @@
+"""Atomic artifact writes and safe reads: a crash never leaves a half-written file.
+
+Every artifact of the project (JSON metadata, `.npz` arrays, CSV files, saved models)
+goes through `atomic_write_path`, which writes a temporary file beside the target and
+renames it over the target only once the write succeeded. Arrays are read back with
+`allow_pickle=False`; nothing in the project is loaded with pickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+
+class ArtifactError(ValueError):
+  """An artifact is missing, unreadable or does not fit the data it is used with."""
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def ensure_writable_dir(directory: str) -> None:
+  """Creates `directory` if needed and checks that files can be created in it.
+
+  Raises:
+    ArtifactError: naming the directory, when it cannot be created or written.
+  """
+  try:
+    tf.io.gfile.makedirs(directory)
+  except (tf.errors.OpError, OSError) as error:
+    raise ArtifactError(f"{directory}: cannot create the directory ({error})") from None
+  if _is_local(directory) and not os.access(directory, os.W_OK | os.X_OK):
+    raise ArtifactError(f"{directory}: the directory is not writable")
+
+
+@contextlib.contextmanager
+def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
+  """Yields a temporary path; on success renames it onto `path`, on failure deletes it.
+
+  `suffix` keeps the extension that some writers insist on (Keras wants `.keras`,
+  numpy appends `.npz` when it is missing).
+
+  Example:
+    with atomic_write_path("/tmp/model.keras", suffix=".keras") as tmp:
+      model.save(tmp)
+  """
+  directory = os.path.dirname(path) or "."
+  ensure_writable_dir(directory)
+  if _is_local(path):
+    handle, temporary = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
+        dir=directory)
+    os.close(handle)
+  else:
+    temporary = f"{path}.tmp-{os.getpid()}{suffix}"
+  try:
+    yield temporary
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+  except BaseException:
+    if tf.io.gfile.exists(temporary):
+      tf.io.gfile.remove(temporary)
+    raise
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically."""
+  with atomic_write_path(path) as temporary:
+    with tf.io.gfile.GFile(temporary, "w") as stream:
+      stream.write(text)
+
+
+def write_json(path: str, payload: Mapping[str, Any]) -> None:
+  """Writes `payload` as indented JSON to `path` atomically."""
+  write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str, regenerate_hint: str = "") -> dict[str, Any]:
+  """Reads a JSON object, naming the file (and how to remake it) on any failure."""
+  hint = f" {regenerate_hint}" if regenerate_hint else ""
+  if not tf.io.gfile.exists(path):
+    raise ArtifactError(f"{path}: file not found.{hint}")
+  try:
+    with tf.io.gfile.GFile(path, "r") as stream:
+      payload = json.load(stream)
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ArtifactError(f"{path}: not valid JSON ({error}).{hint}") from None
+  if not isinstance(payload, dict):
+    raise ArtifactError(f"{path}: expected a JSON object, found {type(payload).__name__}.{hint}")
+  return payload
+
+
+def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  """Writes named arrays to a compressed `.npz` atomically."""
+  with atomic_write_path(path, suffix=".npz") as temporary:
+    with tf.io.gfile.GFile(temporary, "wb") as stream:
+      np.savez_compressed(stream, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def read_npz(path: str, regenerate_hint: str = "") -> dict[str, np.ndarray]:
+  """Reads every array of an `.npz` with `allow_pickle=False`."""
+  hint = f" {regenerate_hint}" if regenerate_hint else ""
+  if not tf.io.gfile.exists(path):
+    raise ArtifactError(f"{path}: file not found.{hint}")
+  try:
+    with tf.io.gfile.GFile(path, "rb") as stream:
+      with np.load(stream, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+  except (ValueError, OSError, EOFError) as error:
+    raise ArtifactError(f"{path}: not a readable .npz archive ({error}).{hint}") from None
