@@ -1,0 +1,30 @@
+"""Resolves a data argument (directory, glob, or comma list of globs) to shard paths."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def resolve_files(data_pattern: str) -> list[str]:
+  """Returns the sorted shard paths named by `data_pattern`.
+
+  Uses `tf.io.gfile`, so `gs://` and other TF file systems work. A directory stands
+  for every non-hidden file directly inside it.
+
+  Raises:
+    FileNotFoundError: naming the pattern, when it matches no file.
+  """
+  paths: list[str] = []
+  for pattern in (part.strip() for part in data_pattern.split(",")):
+    if not pattern:
+      continue
+    if tf.io.gfile.isdir(pattern):
+      names = sorted(tf.io.gfile.listdir(pattern))
+      paths.extend(
+          tf.io.gfile.join(pattern, name) for name in names
+          if not name.startswith(".") and not tf.io.gfile.isdir(tf.io.gfile.join(pattern, name)))
+    else:
+      paths.extend(sorted(tf.io.gfile.glob(pattern)))
+  if not paths:
+    raise FileNotFoundError(f"no file matches the data pattern {data_pattern!r}")
+  return paths

@@ -1,0 +1,103 @@
+"""Finds and counts unusable records, shard by shard, off the fast path.
+
+The reader parses whole batches at once, so a record that is not a protobuf at all,
+or a file cut short, fails a batch without saying which record. This module rereads
+the shards one at a time to name the culprit (used when such an error happens) and
+to count what `--skip_corrupt` drops (used once, before a run that skips).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+from absl import logging
+
+from yt8m_sdnn.data import reader
+from yt8m_sdnn.data.files import resolve_files
+
+_SCAN_BATCH = 256
+
+
+@dataclasses.dataclass
+class ScanReport:
+  """What a scan found.
+
+  Attributes:
+    num_records: records read, good or bad.
+    num_bad: records that cannot be used (corrupt, truncated, invalid).
+    problems: one message per bad record or truncated file, naming it.
+  """
+  num_records: int = 0
+  num_bad: int = 0
+  problems: list[str] = dataclasses.field(default_factory=list)
+
+
+def _single_file_config(config: reader.ReaderConfig, path: str, batch_size: int):
+  return dataclasses.replace(
+      config, data_pattern=path, training=False, num_epochs=1, include_ids=False,
+      deterministic=True, batch_size=batch_size, drop_remainder=False, cycle_length=1)
+
+
+def _check_batch(parser, records, path, start):
+  indices = tf.range(start, start + tf.shape(records, out_type=tf.int64)[0], dtype=tf.int64)
+  files = tf.fill(tf.shape(records), path)
+  parser(records, files, indices)
+
+
+def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
+               stop_at_first: bool) -> None:
+  parser = reader.make_batch_parser(_single_file_config(config, path, _SCAN_BATCH))
+  iterator = iter(tf.data.TFRecordDataset(path).batch(_SCAN_BATCH))
+  start = 0
+  while True:
+    try:
+      records = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.OpError as error:
+      report.num_bad += 1
+      report.problems.append(
+          f"{path}: unreadable after record {start - 1} (truncated or corrupt file: "
+          f"{error.message.splitlines()[0]})")
+      return
+    report.num_records += int(records.shape[0])
+    try:
+      _check_batch(parser, records, path, start)
+    except tf.errors.OpError:
+      # Rare path: find the bad records of this batch one by one.
+      for offset in range(int(records.shape[0])):
+        try:
+          _check_batch(parser, records[offset:offset + 1], path, start + offset)
+        except tf.errors.OpError as error:
+          explained = reader.explain_error(error)
+          message = (str(explained) if isinstance(explained, reader.DataError) else
+                     f"{path}: record {start + offset}: not a valid "
+                     f"{'tf.train.SequenceExample' if config.frame_level else 'tf.train.Example'}"
+                     " (corrupt bytes, or a record of the other YT8M format: "
+                     "frame-level shards need --frame_level)")
+          report.num_bad += 1
+          report.problems.append(message)
+          if stop_at_first:
+            return
+    start += int(records.shape[0])
+    if stop_at_first and report.problems:
+      return
+
+
+def scan_shards(config: reader.ReaderConfig, stop_at_first: bool = False) -> ScanReport:
+  """Reads every shard of `config.data_pattern` and reports the unusable records."""
+  report = ScanReport()
+  for path in resolve_files(config.data_pattern):
+    _scan_file(config, path, report, stop_at_first)
+    if stop_at_first and report.problems:
+      break
+  if report.num_bad:
+    logging.warning("%d unusable records in %s", report.num_bad, config.data_pattern)
+  return report
+
+
+def find_first_bad_record(config: reader.ReaderConfig) -> str | None:
+  """Returns a message naming the first unusable record, or None if all are fine."""
+  report = scan_shards(config, stop_at_first=True)
+  return report.problems[0] if report.problems else None
