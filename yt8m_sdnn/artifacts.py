@@ -58,6 +58,10 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
         prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
         dir=directory)
     os.close(handle)
+    # mkstemp creates 0600 files; artifacts get the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
   else:
     temporary = f"{path}.tmp-{os.getpid()}{suffix}"
   try:

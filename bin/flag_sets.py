@@ -1,0 +1,62 @@
+"""absl flags shared by the binaries, and their translation into library configs.
+
+Flag names follow the YT8M starter code (`--train_data_pattern` becomes
+`--train_data`, since it also takes directories and comma lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from yt8m_sdnn.data import reader
+
+FLAGS = flags.FLAGS
+
+
+def define_data_flags() -> None:
+  """Flags that say how shards are read."""
+  flags.DEFINE_list("feature_names", ["mean_rgb", "mean_audio"],
+                    "Features to concatenate: mean_rgb[,mean_audio] for video-level shards, "
+                    "rgb[,audio] with --frame_level.")
+  flags.DEFINE_list("feature_sizes", ["1024", "128"], "Width of each feature, same order.")
+  flags.DEFINE_integer("num_classes", 3862, "Label vocabulary size (2018: 3862, 2017: 4716).")
+  flags.DEFINE_bool("frame_level", False,
+                    "Read frame-level SequenceExample shards and mean-pool the frames.")
+  flags.DEFINE_string("id_key", "id", "Video id key: id (2018 release) or video_id (2017).")
+  flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
+  flags.DEFINE_bool("skip_corrupt", False,
+                    "Skip unusable records (counted and logged) instead of stopping.")
+  flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
+
+
+def reader_config(data_pattern: str, training: bool = False, **overrides) -> reader.ReaderConfig:
+  """A `ReaderConfig` from the data flags; `overrides` win over flags."""
+  values = dict(
+      data_pattern=data_pattern, num_classes=FLAGS.num_classes,
+      feature_names=tuple(FLAGS.feature_names),
+      feature_sizes=tuple(int(size) for size in FLAGS.feature_sizes),
+      frame_level=FLAGS.frame_level, id_key=FLAGS.id_key, batch_size=FLAGS.batch_size,
+      training=training, skip_corrupt=FLAGS.skip_corrupt, deterministic=FLAGS.deterministic)
+  values.update(overrides)
+  return reader.ReaderConfig(**values)
+
+
+def reader_config_for_model(model_config: dict, data_pattern: str,
+                            **overrides) -> reader.ReaderConfig:
+  """A `ReaderConfig` that reads data the way the saved model was trained on."""
+  values = dict(
+      data_pattern=data_pattern, num_classes=model_config["num_classes"],
+      feature_names=tuple(model_config["feature_names"]),
+      feature_sizes=tuple(model_config["feature_sizes"]),
+      frame_level=model_config["frame_level"], id_key=model_config["id_key"],
+      batch_size=FLAGS.batch_size, skip_corrupt=FLAGS.skip_corrupt,
+      deterministic=FLAGS.deterministic)
+  values.update(overrides)
+  return reader.ReaderConfig(**values)
+
+
+def replace(config, **changes):
+  """`dataclasses.replace`, re-exported so binaries need one import."""
+  return dataclasses.replace(config, **changes)

@@ -1,0 +1,40 @@
+"""Evaluates a trained model with the YT8M challenge metrics; writes eval_metrics.json.
+
+Example:
+  yt8m-eval --eval_data=/data/yt8m/validate --train_dir=/tmp/cnn
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+from bin import flag_sets
+from yt8m_sdnn import artifacts, evaluation, training
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("eval_data", None, "Evaluation shards: a directory, glob or comma list.")
+flags.DEFINE_string("train_dir", None, "Holds model.keras and model_config.json (yt8m-train).")
+flags.DEFINE_integer("top_k", 20, "k of GAP@k and of the per-class top-k lists of mAP.")
+flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
+flags.DEFINE_bool("skip_corrupt", False, "Skip unusable records instead of stopping.")
+flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
+flags.mark_flags_as_required(["eval_data", "train_dir"])
+
+
+def main(argv):
+  del argv
+  model_config = training.load_model_config(FLAGS.train_dir)
+  model = training.load_trained_model(FLAGS.train_dir)
+  reader_config = flag_sets.reader_config_for_model(model_config, FLAGS.eval_data)
+  results = evaluation.evaluate(model, reader_config, top_k=FLAGS.top_k)
+  artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
+  print(json.dumps(results, indent=2))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,56 @@
+"""Trains the baseline CNN or logistic regression on YT8M shards.
+
+Example:
+  yt8m-train --train_data=/data/yt8m/train --train_dir=/tmp/cnn --model=cnn \
+      --num_classes=3862 --num_epochs=5
+"""
+
+import os
+
+from absl import app, flags, logging
+
+from bin import flag_sets
+from yt8m_sdnn import artifacts, evaluation, models, training
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
+flags.DEFINE_string("eval_data", None, "Optional: evaluate on these shards after training.")
+flags.DEFINE_string("train_dir", None, "Receives the model, logs and checkpoints.")
+flags.DEFINE_enum("model", "cnn", sorted(models.MODEL_REGISTRY), "Model to train.")
+flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
+flags.DEFINE_float("learning_rate", 0.001, "Initial learning rate.")
+flags.DEFINE_float("learning_rate_decay", 0.95, "Learning rate factor applied every epoch.")
+flags.DEFINE_enum("optimizer", "adam", list(training.OPTIMIZERS), "Optimizer.")
+flags.DEFINE_float("weight_decay", 5e-4, "L2 coefficient on every kernel.")
+flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch.")
+flags.DEFINE_integer("top_k", 20, "k of GAP@k for --eval_data.")
+flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
+flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flag_sets.define_data_flags()
+flags.mark_flags_as_required(["train_data", "train_dir"])
+
+
+def main(argv):
+  del argv
+  train_config = training.TrainConfig(
+      train_dir=FLAGS.train_dir, model=FLAGS.model, num_epochs=FLAGS.num_epochs,
+      learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
+      optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay,
+      steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed)
+  reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
+  result = training.train(train_config, reader_config)
+  logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,
+               result.examples_per_second)
+  if FLAGS.eval_data:
+    eval_config = flag_sets.replace(reader_config, data_pattern=FLAGS.eval_data, training=False)
+    results = evaluation.evaluate(result.model, eval_config, top_k=FLAGS.top_k)
+    artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
+    logging.info("eval: %s", results)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,62 @@
+"""Evaluates a trained model on YT8M shards with the challenge metrics.
+
+Scores are computed batch by batch in a compiled forward pass and added on the host
+to the streaming `metrics.EvaluationMetrics`, so memory stays at one batch of scores
+plus the top-k lists the metrics keep.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from yt8m_sdnn import metrics
+from yt8m_sdnn.data import reader
+
+
+def check_model_fits(model: keras.Model, reader_config: reader.ReaderConfig) -> None:
+  """Raises ValueError when the model's input or output width does not fit the data."""
+  input_width = model.inputs[0].shape[-1]
+  output_width = model.outputs[0].shape[-1]
+  if input_width != reader_config.feature_size:
+    raise ValueError(
+        f"model {model.name!r} takes {input_width} features; the data gives "
+        f"{reader_config.feature_size} ({list(reader_config.feature_names)})")
+  if output_width != reader_config.num_classes:
+    raise ValueError(
+        f"model {model.name!r} scores {output_width} classes; the data has "
+        f"{reader_config.num_classes} (--num_classes)")
+
+
+def score_batches(model: keras.Model, dataset: tf.data.Dataset) -> Iterator[tuple]:
+  """Yields (scores, *rest) as numpy per batch, one compiled forward pass each."""
+  forward = tf.function(lambda features: model(features, training=False), reduce_retracing=True)
+  for batch in dataset:
+    scores = forward(batch[0])
+    yield (scores.numpy(),) + tuple(part.numpy() for part in batch[1:])
+
+
+def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
+             top_k: int = 20) -> dict:
+  """Computes GAP@top_k, Hit@1, PERR and mAP of `model` over the shards.
+
+  Returns:
+    A dict with `gap`, `hit_at_one`, `perr`, `map` and `num_videos`.
+
+  Raises:
+    ValueError: the model does not fit the data.
+    reader.DataError: a record cannot be used.
+  """
+  check_model_fits(model, reader_config)
+  evaluation = metrics.EvaluationMetrics(reader_config.num_classes, top_k=top_k)
+  try:
+    for scores, labels in score_batches(model, reader.build_dataset(reader_config)):
+      evaluation.accumulate(scores, labels)
+  except tf.errors.OpError as error:
+    raise reader.explain_error(error, reader_config) from None
+  result = evaluation.result()
+  return {key: (float(value) if isinstance(value, (float, np.floating)) else value)
+          for key, value in result.items()}

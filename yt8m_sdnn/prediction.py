@@ -1,0 +1,47 @@
+"""Writes the YT8M challenge submission CSV: `VideoId,LabelConfidencePairs`, top k."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from yt8m_sdnn import artifacts
+from yt8m_sdnn.data import reader
+
+CSV_HEADER = "VideoId,LabelConfidencePairs\n"
+
+
+def format_lines(ids: tf.Tensor, scores: tf.Tensor, top_k: int) -> tf.Tensor:
+  """One CSV line per video, 'id,label score label score ...', vectorized in TF."""
+  top = tf.math.top_k(scores, k=min(top_k, scores.shape[-1]))
+  labels = tf.strings.as_string(top.indices)
+  values = tf.strings.as_string(top.values, precision=6)
+  pairs = tf.strings.reduce_join(tf.strings.join([labels, values], separator=" "),
+                                 axis=1, separator=" ")
+  return tf.strings.join([ids, pairs], separator=",")
+
+
+def write_submission(model: keras.Model, reader_config: reader.ReaderConfig, path: str,
+                     top_k: int = 20) -> int:
+  """Scores every video of the shards and writes the CSV atomically.
+
+  `reader_config` must have `include_ids=True`; labels are not needed (test shards).
+
+  Returns:
+    The number of videos written.
+  """
+  if not reader_config.include_ids:
+    raise ValueError("write_submission needs a reader config with include_ids=True")
+  forward = tf.function(lambda features: model(features, training=False), reduce_retracing=True)
+  count = 0
+  with artifacts.atomic_write_path(path) as temporary:
+    with tf.io.gfile.GFile(temporary, "w") as stream:
+      stream.write(CSV_HEADER)
+      try:
+        for features, _, ids in reader.build_dataset(reader_config):
+          lines = format_lines(ids, forward(features), top_k).numpy()
+          stream.write(b"\n".join(lines).decode("utf-8") + "\n")
+          count += len(lines)
+      except tf.errors.OpError as error:
+        raise reader.explain_error(error, reader_config) from None
+  return count
