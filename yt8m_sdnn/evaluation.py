@@ -55,7 +55,7 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
   try:
     for scores, labels in score_batches(model, reader.build_dataset(reader_config)):
       evaluation.accumulate(scores, labels)
-  except tf.errors.OpError as error:
+  except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
   result = evaluation.result()
   return {key: (float(value) if isinstance(value, (float, np.floating)) else value)

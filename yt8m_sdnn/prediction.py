@@ -42,6 +42,6 @@ def write_submission(model: keras.Model, reader_config: reader.ReaderConfig, pat
           lines = format_lines(ids, forward(features), top_k).numpy()
           stream.write(b"\n".join(lines).decode("utf-8") + "\n")
           count += len(lines)
-      except tf.errors.OpError as error:
+      except reader.READ_ERRORS as error:
         raise reader.explain_error(error, reader_config) from None
   return count

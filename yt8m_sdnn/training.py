@@ -247,7 +247,7 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     history = model.fit(dataset, epochs=train_config.num_epochs,
                         steps_per_epoch=train_config.steps_per_epoch, callbacks=callbacks,
                         verbose=2 if logging.get_verbosity() < logging.INFO else 1)
-  except tf.errors.OpError as error:
+  except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
   saved = getattr(model, "model", model)
   save_model(saved, os.path.join(train_config.train_dir, MODEL_FILE))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 LABELS_KEY = "labels"
@@ -58,13 +59,14 @@ def get_release(name: str) -> Release:
 
 def dequantize(quantized: tf.Tensor) -> tf.Tensor:
   """Maps uint8 frame features back to floats as YT8M does: v * 4/255 + 4/512 - 2."""
-  scale = (QUANTIZE_MAX - QUANTIZE_MIN) / 255.0
-  bias = scale / 2.0 + QUANTIZE_MIN
+  quantized_range = QUANTIZE_MAX - QUANTIZE_MIN
+  scale = quantized_range / 255.0
+  bias = quantized_range / 512.0 + QUANTIZE_MIN
   return tf.cast(quantized, tf.float32) * scale + bias
 
 
 def quantize(values):
-  """Inverse of `dequantize` for writers (numpy in, uint8 numpy out)."""
-  import numpy as np
-  scale = (QUANTIZE_MAX - QUANTIZE_MIN) / 255.0
-  return np.clip(np.round((np.asarray(values) - QUANTIZE_MIN) / scale - 0.5), 0, 255).astype(np.uint8)
+  """Nearest byte whose `dequantize` gives `values` (numpy in, uint8 out), for writers."""
+  quantized_range = QUANTIZE_MAX - QUANTIZE_MIN
+  scaled = (np.asarray(values) - quantized_range / 512.0 - QUANTIZE_MIN) * (255.0 / quantized_range)
+  return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

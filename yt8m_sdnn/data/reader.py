@@ -37,6 +37,11 @@ class DataError(ValueError):
   """A shard or record cannot be used; the message names the file and record."""
 
 
+# What iterating a dataset raises on bad data. TF quotes the bytes of an unparseable
+# record in its message and fails to decode them when they are not UTF-8.
+READ_ERRORS = (tf.errors.OpError, UnicodeDecodeError)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReaderConfig:
   """How to read YT8M shards.
@@ -255,7 +260,7 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
 
   Raises:
     FileNotFoundError: when the pattern matches no file.
-    Errors raised while iterating are `tf.errors.OpError`s; pass them through
+    Errors raised while iterating are among `READ_ERRORS`; pass them through
     `explain_error` to get a `DataError` naming the file and record.
   """
   files = resolve_files(config.data_pattern)
@@ -303,7 +308,8 @@ def explain_error(error: Exception, config: ReaderConfig | None = None) -> Excep
     # tf.debugging.Assert prints strings quoted and escaped; undo that.
     return DataError(re.sub(r"\\+(['\"])", r"\1", match.group(1)))
   if config is not None and isinstance(error, (tf.errors.DataLossError,
-                                               tf.errors.InvalidArgumentError)):
+                                               tf.errors.InvalidArgumentError,
+                                               UnicodeDecodeError)):
     from yt8m_sdnn.data import scan  # pylint: disable=import-outside-toplevel
     located = scan.find_first_bad_record(config)
     if located is not None:

@@ -55,21 +55,21 @@ def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
       records = next(iterator)
     except StopIteration:
       return
-    except tf.errors.OpError as error:
+    except reader.READ_ERRORS as error:
       report.num_bad += 1
       report.problems.append(
           f"{path}: unreadable after record {start - 1} (truncated or corrupt file: "
-          f"{error.message.splitlines()[0]})")
+          f"{str(error).splitlines()[-1][:200]})")
       return
     report.num_records += int(records.shape[0])
     try:
       _check_batch(parser, records, path, start)
-    except tf.errors.OpError:
+    except reader.READ_ERRORS:
       # Rare path: find the bad records of this batch one by one.
       for offset in range(int(records.shape[0])):
         try:
           _check_batch(parser, records[offset:offset + 1], path, start + offset)
-        except tf.errors.OpError as error:
+        except reader.READ_ERRORS as error:
           explained = reader.explain_error(error)
           message = (str(explained) if isinstance(explained, reader.DataError) else
                      f"{path}: record {start + offset}: not a valid "

@@ -1,0 +1,69 @@
+"""Shared test fixtures: small YT8M shards written in a temp dir, and the real data dir."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from yt8m_sdnn.data import writer
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "yt8m-2018"
+
+
+def real_data_dir() -> pathlib.Path:
+  """The real YT8M 2018 files, or a skip saying where they were looked for."""
+  if not (SHARED_DATA / "validate").is_dir():
+    pytest.skip(f"real YT8M shards not found at {SHARED_DATA} (../shared/data/yt8m-2018)")
+  return SHARED_DATA
+
+
+def random_videos(num_videos: int, num_classes: int, seed: int = 0,
+                  rgb_size: int = 1024, audio_size: int = 128):
+  """Ids, label lists and raw (unnormalized) features of random videos."""
+  rng = np.random.default_rng(seed)
+  ids = [f"v{index:03d}" for index in range(num_videos)]
+  labels = [sorted(rng.choice(num_classes, size=rng.integers(1, 4), replace=False).tolist())
+            for _ in range(num_videos)]
+  rgb = rng.normal(size=(num_videos, rgb_size)).astype(np.float32)
+  audio = rng.normal(size=(num_videos, audio_size)).astype(np.float32)
+  return ids, labels, rgb, audio
+
+
+def write_video_shards(directory: pathlib.Path, ids, labels, rgb, audio, num_shards: int = 2,
+                       id_key: str = "id") -> list[str]:
+  """Writes video-level shards, videos split in order across `num_shards` files."""
+  bounds = np.linspace(0, len(ids), num_shards + 1).astype(int)
+  paths = []
+  for shard in range(num_shards):
+    path = str(directory / f"train{shard:02d}.tfrecord")
+    writer.write_shard(path, (
+        writer.video_example(ids[i], labels[i], {"mean_rgb": rgb[i], "mean_audio": audio[i]},
+                             id_key=id_key)
+        for i in range(bounds[shard], bounds[shard + 1])))
+    paths.append(path)
+  return paths
+
+
+def l2_normalized(values: np.ndarray) -> np.ndarray:
+  norms = np.linalg.norm(values, axis=1, keepdims=True)
+  return values / np.maximum(norms, 1e-6)
+
+
+def multi_hot(labels, num_classes: int) -> np.ndarray:
+  out = np.zeros((len(labels), num_classes), np.float32)
+  for row, ids in enumerate(labels):
+    out[row, ids] = 1.0
+  return out
+
+
+@pytest.fixture
+def video_shards(tmp_path):
+  """Twelve videos, 10 classes, in two 2018-format shards; returns (dir, videos)."""
+  videos = random_videos(12, 10)
+  write_video_shards(tmp_path, *videos)
+  return tmp_path, videos
