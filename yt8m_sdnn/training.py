@@ -246,6 +246,7 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   try:
     history = model.fit(dataset, epochs=train_config.num_epochs,
                         steps_per_epoch=train_config.steps_per_epoch, callbacks=callbacks,
+                        shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
                         verbose=2 if logging.get_verbosity() < logging.INFO else 1)
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
