@@ -7,9 +7,12 @@ Flag names follow the YT8M starter code (`--train_data_pattern` becomes
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 
-from absl import flags
+from absl import app, flags
 
+from yt8m_sdnn import artifacts
 from yt8m_sdnn.data import reader
 
 FLAGS = flags.FLAGS
@@ -60,3 +63,20 @@ def reader_config_for_model(model_config: dict, data_pattern: str,
 def replace(config, **changes):
   """`dataclasses.replace`, re-exported so binaries need one import."""
   return dataclasses.replace(config, **changes)
+
+
+# Errors a user can fix: printed as one line, without a stack trace.
+USER_ERRORS = (reader.DataError, artifacts.ArtifactError, FileNotFoundError, ValueError)
+
+
+def run_main(main) -> None:
+  """Runs an absl `main`, turning user-fixable errors into one line and exit status 1."""
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as error:
+      print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+      sys.exit(1)
+
+  app.run(guarded)

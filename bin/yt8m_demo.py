@@ -7,7 +7,9 @@ prints a table like the paper's Table 2. About two minutes on 2 CPU cores.
 
 import os
 
-from absl import app, flags
+from absl import flags
+
+from bin import flag_sets
 
 from yt8m_sdnn import pipeline, training
 from yt8m_sdnn.data import reader, synthetic
@@ -45,7 +47,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  flag_sets.run_main(main)
 
 
 if __name__ == "__main__":

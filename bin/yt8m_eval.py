@@ -7,7 +7,7 @@ Example:
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 from bin import flag_sets
 from yt8m_sdnn import artifacts, evaluation, training
@@ -33,7 +33,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  flag_sets.run_main(main)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Example:
 import csv
 import io
 
-from absl import app, flags
+from absl import flags
 
 from bin import flag_sets
 from yt8m_sdnn import prediction, training
@@ -53,7 +53,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  flag_sets.run_main(main)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Example:
   yt8m-synth --output_dir=/tmp/synth --num_classes=100 --num_train=8000
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from bin import flag_sets
 from yt8m_sdnn.data import synthetic
 
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  flag_sets.run_main(main)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Example:
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from bin import flag_sets
 from yt8m_sdnn import artifacts, evaluation, models, training
@@ -49,7 +49,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  flag_sets.run_main(main)
 
 
 if __name__ == "__main__":

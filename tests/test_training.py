@@ -1,0 +1,116 @@
+"""A tiny train -> eval -> predict run through the binaries, and the pieces they use."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import random_videos, write_video_shards
+from yt8m_sdnn import artifacts, evaluation, models, prediction, training
+from yt8m_sdnn.data import reader, synthetic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_binary(name: str, *flags: str) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", f"bin.{name}", *flags], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("synthetic")
+  synthetic.generate(synthetic.SynthConfig(
+      output_dir=str(directory), num_classes=12, num_train=256, num_validate=64,
+      num_shards=2, num_hard_classes=2))
+  return directory
+
+
+def test_train_eval_predict_binaries(synthetic_dir, tmp_path):
+  train_dir = tmp_path / "cnn"
+  common = ["--num_classes=12", "--batch_size=64"]
+  result = run_binary("yt8m_train", f"--train_data={synthetic_dir}/train", f"--train_dir={train_dir}",
+                      "--model=cnn", "--num_epochs=2", "--seed=1", *common)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (train_dir / "model.keras").is_file() and (train_dir / "logs").is_dir()
+  result = run_binary("yt8m_eval", f"--eval_data={synthetic_dir}/validate",
+                      f"--train_dir={train_dir}", "--batch_size=64")
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((train_dir / "eval_metrics.json").read_text())
+  assert set(metrics) >= {"gap", "hit_at_one", "perr", "map", "num_videos"}
+  assert metrics["num_videos"] == 64 and 0 <= metrics["gap"] <= 1
+  output = tmp_path / "submission.csv"
+  result = run_binary("yt8m_predict", f"--input_data={synthetic_dir}/validate",
+                      f"--train_dir={train_dir}", f"--output_file={output}", "--top_k=5")
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = list(csv.reader(output.open()))
+  assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == 65
+  pairs = rows[1][1].split()
+  assert len(pairs) == 10 and all(0 <= int(label) < 12 for label in pairs[::2])
+  scores = [float(score) for score in pairs[1::2]]
+  assert scores == sorted(scores, reverse=True)
+
+
+def test_train_binary_reports_bad_flag_value(tmp_path):
+  result = run_binary("yt8m_train", f"--train_data={tmp_path}/none*", f"--train_dir={tmp_path}/x",
+                      "--model=resnet")
+  assert result.returncode != 0 and "--model" in result.stderr
+
+
+def test_missing_training_data_is_named(tmp_path):
+  result = run_binary("yt8m_train", f"--train_data={tmp_path}/none*", f"--train_dir={tmp_path}/x")
+  assert result.returncode != 0 and f"{tmp_path}/none*" in result.stderr
+
+
+def test_sigmoid_cross_entropy_sums_over_classes():
+  loss = training.SigmoidCrossEntropy()
+  y_true = np.array([[1.0, 0.0]], np.float32)
+  y_pred = np.array([[0.5, 0.5]], np.float32)
+  # Eq. (3) for one video: -ln 0.5 - ln 0.5 = 2 ln 2 ≈ 1.386294
+  np.testing.assert_allclose(float(loss(y_true, y_pred)), 2 * np.log(2), rtol=1e-5)
+
+
+def test_paper_cnn_shapes():
+  model = models.build_cnn(1152, 3862)
+  assert models.output_layer(model).input.shape[-1] == 576 * 64  # 36,864 features
+  assert model.output_shape == (None, 3862)
+  with pytest.raises(ValueError, match="Expected one of"):
+    models.build_model("resnet", 10, 2)
+
+
+def test_evaluate_rejects_model_for_other_class_count(tmp_path):
+  write_video_shards(tmp_path, *random_videos(8, 10))
+  model = models.build_logistic(1152, 7)
+  with pytest.raises(ValueError, match="scores 7 classes; the data has 10"):
+    evaluation.evaluate(model, reader.ReaderConfig(str(tmp_path), num_classes=10))
+
+
+def test_submission_lines_are_vectorized_top_k():
+  import tensorflow as tf
+  lines = prediction.format_lines(tf.constant(["a", "b"]),
+                                  tf.constant([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]]), 2).numpy()
+  assert lines.tolist() == [b"a,1 0.900000 2 0.500000", b"b,0 0.300000 1 0.200000"]
+
+
+def test_unwritable_train_dir_is_named(tmp_path):
+  blocked = tmp_path / "file"
+  blocked.write_text("not a directory")
+  with pytest.raises(artifacts.ArtifactError, match="file"):
+    artifacts.ensure_writable_dir(str(blocked / "train_dir"))
+
+
+def test_saved_model_reloads_in_safe_mode(tmp_path):
+  model = models.build_cnn(16, 3)
+  path = str(tmp_path / "model.keras")
+  training.save_model(model, path)
+  reloaded = keras.saving.load_model(path, safe_mode=True)
+  x = np.random.default_rng(0).normal(size=(2, 16)).astype(np.float32)
+  np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-6)

@@ -1,0 +1,74 @@
+"""The neglection stage of the pipeline: train the baseline briefly and score θ.
+
+The paper trains its CNN for 1/3 of an epoch on YT8M and selects the 10% of classes
+with the largest θ (section 3.3). This runs exactly that with the library's reader and
+training job, and writes `TRAIN_DIR/neglection.json` atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+from absl import logging
+
+from yt8m_sdnn import artifacts, models, training
+from yt8m_sdnn.data import files, reader
+from yt8m_sdnn.neglection.monitor import DEFAULT_TOP_FRACTION, attach_neglection_monitor
+
+NEGLECTION_FILE = "neglection.json"
+
+
+def measure_neglection(train_config: training.TrainConfig, reader_config: reader.ReaderConfig,
+                       fraction_of_epoch: float, tau: int | None = None,
+                       top_fraction: float | None = DEFAULT_TOP_FRACTION,
+                       top_k: int | None = None, num_records: int | None = None) -> dict:
+  """Trains `train_config.model` for a fraction of an epoch and writes neglection.json.
+
+  Args:
+    train_config: the baseline's training settings; `train_dir` receives the JSON,
+      TensorBoard logs (θ histograms) and the briefly trained model.
+    reader_config: the training shards.
+    fraction_of_epoch: share of an epoch to train (the paper: 1/3); may exceed 1.
+    tau: τ, iterations per θ window; default all the iterations run (one window).
+    top_fraction: share of classes to select (the paper: 10%).
+    top_k: number of classes to select instead of a share.
+    num_records: training videos, when known; counted from the shards otherwise.
+
+  Returns:
+    The JSON written: `theta`, `selected`, `tau`, `num_iterations`, `history`, ...
+
+  Raises:
+    ValueError: a fraction ≤ 0, or τ larger than the iterations run.
+    artifacts.ArtifactError: `train_dir` cannot be written.
+  """
+  if not fraction_of_epoch > 0:
+    raise ValueError(f"fraction_of_epoch must be > 0. Received: {fraction_of_epoch}")
+  artifacts.ensure_writable_dir(train_config.train_dir)
+  num_records = num_records or files.count_records(reader_config.data_pattern)
+  steps = max(1, math.ceil(fraction_of_epoch * num_records / reader_config.batch_size))
+  tau = steps if tau is None else tau
+  if tau > steps:
+    raise ValueError(
+        f"tau={tau} is larger than the {steps} iterations run ({fraction_of_epoch} of an "
+        f"epoch of {num_records} videos at batch size {reader_config.batch_size}); lower "
+        "--tau or raise --fraction_of_epoch")
+  model = models.build_model(train_config.model, reader_config.feature_size,
+                             reader_config.num_classes, weight_decay=train_config.weight_decay)
+  wrapper, monitor = attach_neglection_monitor(
+      model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k,
+      log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
+  # Repeat the shards when more than one epoch's worth of steps is asked for.
+  reader_config = dataclasses.replace(
+      reader_config, training=True, num_epochs=None if fraction_of_epoch > 1 else 1)
+  run_config = dataclasses.replace(train_config, num_epochs=1, steps_per_epoch=steps)
+  training.train(run_config, reader_config, model=wrapper, extra_callbacks=[monitor])
+  payload = monitor.to_dict()
+  payload.update(iterations_run=steps, fraction_of_epoch=fraction_of_epoch,
+                 num_records=num_records, batch_size=reader_config.batch_size,
+                 num_classes=reader_config.num_classes, model=train_config.model)
+  path = os.path.join(train_config.train_dir, NEGLECTION_FILE)
+  artifacts.write_json(path, payload)
+  logging.info("wrote %s: %d classes selected", path, len(payload["selected"]))
+  return payload
