@@ -1,0 +1,260 @@
+"""`NeglectionMonitor`: closes a θ window every τ iterations, keeps history, logs, writes JSON.
+
+The callback reads the accumulators of a `NeglectionTrackingModel` (the model being
+fit) after every execution of the train function: one scalar, the minibatch counter
+(exact under any strategy or partial last execution; the read waits for the step to
+finish, which `steps_per_execution` amortizes on an accelerator). Once τ iterations have
+accumulated it reads the per-class sums, computes θ (eq. 9, `neglection_scores`),
+appends it to `history`, writes a histogram and a few scalars to TensorBoard when
+`log_dir` is given, and zeroes the accumulators for the next window. Per-class vectors
+never travel through `logs`, which Keras averages and prints.
+
+steps_per_execution: with `compile(steps_per_execution=k)`, `on_train_batch_end`
+fires once per k steps, so a window closes at the first call where at least τ
+iterations have accumulated and θ averages over all of them (its `num_iterations`,
+recorded with it, may exceed τ by up to k - 1). A window still open when `fit`
+returns stays in the accumulators: the next `fit` continues it, and `flush()` closes
+it early.
+
+JSON (`to_dict`, `write_json`): `theta` (one number per class, null where NaN),
+`selected` (class ids, most neglected first), `tau`, `num_iterations` (iterations
+averaged in `theta`), `end_iteration`, `no_positive`, `positive_minibatches` (per
+class, the minibatches of the latest window with a positive) and `history` (every
+window's `end_iteration`, `num_iterations` and `theta`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from yt8m_sdnn import artifacts
+from yt8m_sdnn.models import OUTPUT_LAYER_NAME
+from yt8m_sdnn.neglection.selection import select_neglected_classes
+from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, check_no_positive,
+                                             neglection_scores)
+from yt8m_sdnn.neglection.tracking import NeglectionTrackingModel
+
+# The paper selects 10% of the YouTube-8M classes (section 3.3) and CIFAR-100's.
+DEFAULT_TOP_FRACTION = 0.1
+
+
+def _json_floats(values: np.ndarray) -> list[Optional[float]]:
+  """Floats for JSON, NaN as None (JSON has no NaN)."""
+  return [None if math.isnan(value) else float(value) for value in np.asarray(values).tolist()]
+
+
+class NeglectionMonitor(keras.callbacks.Callback):
+  """Computes θ (eq. 9) every τ training iterations of a `NeglectionTrackingModel`.
+
+  Args:
+    tau: τ, iterations per window (≥ 1).
+    no_positive: "skip" (default) averages r_i over the minibatches with a positive
+      of class i; "include" over all of them. See `statistics.py`.
+    top_fraction: default share of classes for `select()` and the JSON's `selected`
+      (floor, see `selection.py`); the paper's 10% unless `top_k` is given.
+    top_k: default number of classes for `select()`; when given it replaces
+      `top_fraction`.
+    log_dir: TensorBoard directory for the θ histogram and scalars; None writes none.
+
+  Raises:
+    ValueError: for tau < 1, an unknown `no_positive`, or a `top_fraction` outside
+      (0, 1] or negative `top_k`.
+
+  Example:
+    wrapper, monitor = attach_neglection_monitor(build_cnn(1152, 3862), tau=500)
+    wrapper.compile(optimizer="sgd", loss="binary_crossentropy")
+    wrapper.fit(dataset, steps_per_epoch=500, callbacks=[monitor])
+    neglected = monitor.select()  # 386 class ids, most neglected first.
+    monitor.write_json(os.path.join(train_dir, "neglection.json"))
+  """
+
+  def __init__(self, tau: int, no_positive: str = "skip",
+               top_fraction: Optional[float] = DEFAULT_TOP_FRACTION,
+               top_k: Optional[int] = None, log_dir: Optional[str] = None):
+    super().__init__()
+    if int(tau) != tau or tau < 1:
+      raise ValueError(f"Expected an integer tau >= 1. Received: tau={tau!r}")
+    if top_k is not None:
+      top_fraction = None
+    if top_k is None and (top_fraction is None or not 0.0 < top_fraction <= 1.0):
+      raise ValueError(f"Expected 0 < top_fraction <= 1. Received: top_fraction={top_fraction}")
+    if top_k is not None and top_k < 0:
+      raise ValueError(f"Expected top_k >= 0. Received: top_k={top_k}")
+    self.tau = int(tau)
+    self.no_positive = check_no_positive(no_positive)
+    self.top_fraction = top_fraction
+    self.top_k = top_k
+    self.log_dir = log_dir
+    self.history: list[dict[str, Any]] = []
+    self._started = False
+    self._end_iteration = 0
+    self._writer = None
+
+  def _tracking_model(self) -> NeglectionTrackingModel:
+    if not isinstance(self.model, NeglectionTrackingModel):
+      raise TypeError(
+          "NeglectionMonitor needs the model being fit to be a NeglectionTrackingModel "
+          f"(see attach_neglection_monitor). Received: {type(self.model).__name__}")
+    return self.model
+
+  def on_train_begin(self, logs=None):
+    model = self._tracking_model()
+    if not self._started:
+      # A monitor counts from its first fit; later fits continue the open window.
+      model.reset_neglection_state()
+      self._started = True
+    if self.log_dir is not None and self._writer is None:
+      self._writer = tf.summary.create_file_writer(self.log_dir)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.model.read_num_iterations() >= self.tau:
+      self._close_window()
+
+  def on_train_end(self, logs=None):
+    pending = self.model.read_num_iterations()
+    if pending:
+      logging.info("Neglection window open with %d of tau=%d iterations; the next fit "
+                   "continues it, flush() closes it now.", pending, self.tau)
+    if self._writer is not None:
+      self._writer.flush()
+
+  def flush(self) -> bool:
+    """Closes the open window early when it holds ≥ 1 iteration; returns whether it did."""
+    if self._tracking_model().read_num_iterations() == 0:
+      return False
+    self._close_window()
+    if self._writer is not None:
+      self._writer.flush()
+    return True
+
+  def _close_window(self) -> None:
+    state = self.model.read_neglection_state()
+    theta = neglection_scores(state.ratio_sums, state.positive_minibatches,
+                              state.num_minibatches, no_positive=self.no_positive)
+    num_iterations = state.num_iterations
+    self._end_iteration += num_iterations
+    self.history.append({
+        "end_iteration": self._end_iteration,
+        "num_iterations": num_iterations,
+        "theta": theta,
+        "positive_minibatches": state.positive_minibatches,
+    })
+    self.model.reset_neglection_state()
+    scored = theta[~np.isnan(theta)]
+    if scored.size:
+      most_neglected = int(np.nanargmax(theta))
+      logging.info("Neglection window ending at iteration %d (%d iterations): %d of %d "
+                   "classes scored, max theta %.4f (class %d), mean %.4f.",
+                   self._end_iteration, num_iterations, scored.size, theta.size,
+                   theta[most_neglected], most_neglected, scored.mean())
+    else:
+      logging.info("Neglection window ending at iteration %d (%d iterations): no class "
+                   "was seen positive.", self._end_iteration, num_iterations)
+    if self._writer is not None:
+      self._write_summaries(theta, scored)
+
+  def _write_summaries(self, theta: np.ndarray, scored: np.ndarray) -> None:
+    with self._writer.as_default(step=self._end_iteration):
+      tf.summary.scalar("neglection/scored_classes", scored.size)
+      if scored.size:
+        tf.summary.histogram("neglection/theta", scored)
+        tf.summary.scalar("neglection/theta_max", scored.max())
+        tf.summary.scalar("neglection/theta_mean", scored.mean())
+        tf.summary.scalar("neglection/theta_median", np.median(scored))
+
+  @property
+  def theta(self) -> Optional[np.ndarray]:
+    """θ of the latest closed window, (c,) float64 with NaN for unscored classes, or None."""
+    return self.history[-1]["theta"] if self.history else None
+
+  @property
+  def num_iterations(self) -> int:
+    """Iterations averaged in `theta` (0 before the first window closes)."""
+    return self.history[-1]["num_iterations"] if self.history else 0
+
+  def _latest(self) -> dict[str, Any]:
+    if not self.history:
+      raise ValueError(
+          f"no neglection window has closed yet (tau={self.tau} iterations); train "
+          "longer or call flush() to close the open window")
+    return self.history[-1]
+
+  def select(self, top_fraction: Optional[float] = None,
+             top_k: Optional[int] = None) -> np.ndarray:
+    """The most neglected classes of the latest window (eq. 10), most neglected first.
+
+    Without arguments uses the monitor's `top_fraction` or `top_k`.
+
+    Raises:
+      ValueError: before the first window closes, or when both arguments are given.
+    """
+    theta = self._latest()["theta"]
+    if top_fraction is None and top_k is None:
+      top_fraction, top_k = self.top_fraction, self.top_k
+    return select_neglected_classes(theta, top_fraction=top_fraction, top_k=top_k)
+
+  def to_dict(self) -> dict[str, Any]:
+    """The JSON payload described in the module docstring.
+
+    Raises:
+      ValueError: before the first window closes.
+    """
+    latest = self._latest()
+    return {
+        "theta": _json_floats(latest["theta"]),
+        "selected": self.select().tolist(),
+        "tau": self.tau,
+        "num_iterations": latest["num_iterations"],
+        "end_iteration": latest["end_iteration"],
+        "no_positive": self.no_positive,
+        "top_fraction": self.top_fraction,
+        "top_k": self.top_k,
+        "positive_minibatches": [int(count) for count in latest["positive_minibatches"]],
+        "history": [{
+            "end_iteration": window["end_iteration"],
+            "num_iterations": window["num_iterations"],
+            "theta": _json_floats(window["theta"]),
+        } for window in self.history],
+    }
+
+  def write_json(self, path: str) -> None:
+    """Writes `to_dict()` to `path` atomically (`artifacts.write_json`)."""
+    artifacts.write_json(path, self.to_dict())
+
+
+def attach_neglection_monitor(
+    model: keras.Model, tau: int, *, no_positive: str = "skip",
+    top_fraction: Optional[float] = DEFAULT_TOP_FRACTION, top_k: Optional[int] = None,
+    log_dir: Optional[str] = None, output_layer_name: str = OUTPUT_LAYER_NAME,
+    outputs_are_logits: bool = False, include_bias: bool = False, method: str = "auto",
+    epsilon: float = DEFAULT_EPSILON) -> tuple[NeglectionTrackingModel, NeglectionMonitor]:
+  """Wraps `model` for θ tracking and makes the callback that reads it.
+
+  Args:
+    model: the model to train; see `NeglectionTrackingModel`.
+    tau, no_positive, top_fraction, top_k, log_dir: see `NeglectionMonitor`.
+    output_layer_name, outputs_are_logits, include_bias, method, epsilon: see
+      `NeglectionTrackingModel`.
+
+  Returns:
+    (wrapper, monitor): compile and fit `wrapper` with `monitor` among the callbacks;
+    `wrapper.model` is `model`.
+
+  Example:
+    wrapper, monitor = attach_neglection_monitor(build_logistic(1152, 3862), tau=200)
+    wrapper.compile(optimizer=keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
+    wrapper.fit(dataset, steps_per_epoch=200, callbacks=[monitor])
+    monitor.write_json("train_dir/neglection.json")
+  """
+  monitor = NeglectionMonitor(tau, no_positive=no_positive, top_fraction=top_fraction,
+                              top_k=top_k, log_dir=log_dir)
+  wrapper = NeglectionTrackingModel(
+      model, output_layer_name=output_layer_name, outputs_are_logits=outputs_are_logits,
+      include_bias=include_bias, method=method, epsilon=epsilon)
+  return wrapper, monitor

@@ -1,0 +1,294 @@
+"""The neglection score θ of eqs. (6)-(9): per-minibatch ratios and their window mean.
+
+For a sigmoid output layer with inputs x_κ (the penultimate features), outputs q and
+labels y, the gradient of the cross-entropy with respect to the weight vector w_i of
+class i is g_i = (1/n) Σ_κ ζ_{i,κ} x_κ with ζ = q - y (eq. 4). Eq. (6) splits its
+numerator δ_i into the pull of the positives, δ̂_i = Σ_{x∈ω_i} -ζ_i x (eq. 7), and of
+the negatives, δ̃_i = Σ_{x∉ω_i} ζ_i x (eq. 8): δ_i = δ̃_i - δ̂_i. When both parts are
+long but cancel, the class receives little gradient although many of its observations
+are wrong; the ratio r_i = (‖δ̂_i‖ + ‖δ̃_i‖) / ‖δ_i‖ ≥ 1 measures that cancellation and
+θ_i averages it over τ minibatches (eq. 9). The largest θ marks the most neglected
+class (eq. 10, see `selection.py`).
+
+This module is the math only: `gradient_part_norms` and `neglection_ratios` are
+TensorFlow functions that run inside the training step (`tracking.py`), and
+`neglection_scores` turns the accumulated sums into θ on the host (`monitor.py`).
+
+Cheap norms. Forming δ̂, δ̃ and δ for every class is a product Xᵀ A of the n × f
+features with an n × c weight matrix: as costly as the output layer's forward pass,
+per part. When the batch is narrower than the features, the Gram identity
+‖Xᵀa‖² = aᵀ (X Xᵀ) a gives all norms from one n × n Gram matrix G = X Xᵀ and one
+product G A: for the paper's YouTube-8M CNN (n = 512, f = 36,864, c = 3,862) that is
+about 6% of the output layer's forward pass instead of 200%. `choose_method` picks
+the cheaper path from the operation counts; "gram" and "direct" agree to float32
+rounding (see `gradient_part_norms` for the one regime where they differ).
+
+Decisions (documented here once, used by every caller):
+  * Scale: eq. (9) divides by nτ. The factor 1/n scales every class alike (n is the
+    batch size, the same for all classes), so it does not change the ranking of eq.
+    (10); θ here is the plain mean of r_i, which is ≥ 1 and comparable across batch
+    sizes.
+  * Minibatches without a positive of class i: δ̂_i = 0, so r_i is exactly 1.
+    Counting those minibatches drags rarely seen classes toward θ = 1, i.e. away
+    from selection, only because they are rare. By default (`no_positive="skip"`)
+    θ_i averages r_i over the minibatches that hold at least one positive of class
+    i (a per-class count); `no_positive="include"` averages over every minibatch as
+    eq. (9) is written. A class never seen positive in the window has no evidence
+    either way: its θ is NaN in both modes and it is never selected.
+  * Vanishing gradients: r_i = max(1, (‖δ̂_i‖ + ‖δ̃_i‖) / max(‖δ_i‖, ε)). When all ζ_i
+    are about 0 (the class is fitted) both sides vanish and r_i = 1, its minimum;
+    otherwise a near-exact cancellation is capped at (‖δ̂_i‖ + ‖δ̃_i‖) / ε instead of
+    dividing by zero. The outer max only absorbs rounding below the triangle
+    inequality's bound r ≥ 1.
+  * The bias: eq. (4)'s g_i is the gradient of w_i only, so x excludes the bias
+    input by default; `include_bias=True` appends a constant 1 to x (the gradient of
+    (w_i, b_i)).
+  * Sample weights scale ζ, as they scale the loss gradient; an observation with
+    weight 0 (padding) neither adds to δ nor counts as a positive.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+METHODS = ("auto", "gram", "direct")
+NO_POSITIVE_MODES = ("skip", "include")
+DEFAULT_EPSILON = 1e-6
+
+
+def check_method(method: str) -> str:
+  """Returns `method` when it names a norm computation, else raises ValueError."""
+  if method not in METHODS:
+    raise ValueError(f"Expected one of {set(METHODS)}. Received: method={method!r}")
+  return method
+
+
+def check_no_positive(no_positive: str) -> str:
+  """Returns `no_positive` when it names a mode, else raises ValueError."""
+  if no_positive not in NO_POSITIVE_MODES:
+    raise ValueError(
+        f"Expected one of {set(NO_POSITIVE_MODES)}. Received: no_positive={no_positive!r}")
+  return no_positive
+
+
+def choose_method(batch_size: int, feature_size: int, num_classes: int) -> str:
+  """Picks the cheaper way to compute the 3c gradient-part norms of one minibatch.
+
+  The direct path forms Xᵀ [Â, Ã] (f × 2c, the parts δ̂ and δ̃; δ is their
+  difference): 2·n·f·c multiply-adds. The Gram path forms G = X Xᵀ and G [Â, Ã]:
+  n²·f + 2·n²·c. Gram wins when n (f + 2c) < 2 f c: for c ≫ f that is n < f, for
+  f ≫ c it is n < 2c.
+
+  Args:
+    batch_size: n, observations in the minibatch.
+    feature_size: f, width of the output layer's input.
+    num_classes: c, sigmoid output units.
+
+  Returns:
+    "gram" or "direct".
+
+  Example:
+    choose_method(512, 36864, 3862)  # "gram": the paper's YT8M CNN.
+  """
+  gram_cost = batch_size * batch_size * (feature_size + 2 * num_classes)
+  direct_cost = 2 * batch_size * feature_size * num_classes
+  return "gram" if gram_cost < direct_cost else "direct"
+
+
+def gradient_part_norms(features: tf.Tensor, outputs: tf.Tensor, labels: tf.Tensor,
+                        sample_weight: Optional[tf.Tensor] = None,
+                        include_bias: bool = False,
+                        method: str = "auto") -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The lengths ‖δ̂_i‖, ‖δ̃_i‖ and ‖δ_i‖ of eqs. (6)-(8) for every class of a minibatch.
+
+  Computed in float32 whatever the inputs' dtype (mixed precision casts back here),
+  with squared norms clamped at 0 before the square root (rounding can make a
+  squared norm of a cancelling sum slightly negative).
+
+  Precision: the Gram path obtains ‖δ_i‖² as aᵀ G a, a sum whose terms are as large
+  as ‖δ̂_i‖² and ‖δ̃_i‖², so its absolute error is about float32 epsilon times those.
+  When the parts cancel to below about √(1.2e-7) ≈ 3e-4 of their length (r_i ≳ 10³)
+  the Gram value of r_i is dominated by rounding; it stays large, so the class still
+  ranks among the most neglected, but use method="direct" when r_i itself matters
+  in that regime.
+
+  Args:
+    features: (n, f) inputs x of the sigmoid output layer, one row per observation.
+    outputs: (n, c) sigmoid outputs q.
+    labels: (n, c) class indicators y; an entry above 0.5 makes the observation a
+      positive of that class (eq. 7), anything else a negative (eq. 8).
+    sample_weight: optional (n,) or (n, 1) weights multiplying ζ; 0 drops the row.
+    include_bias: append a constant 1 to every x (the bias input).
+    method: "gram", "direct", or "auto" to take the cheaper one (`choose_method`)
+      from the static shapes, or at run time when the batch size is not static.
+
+  Returns:
+    (positive_norms, negative_norms, total_norms): three float32 (c,) tensors
+    holding ‖δ̂_i‖ (eq. 7), ‖δ̃_i‖ (eq. 8) and ‖δ_i‖ (eq. 6).
+
+  Raises:
+    ValueError: for an unknown `method`.
+  """
+  check_method(method)
+  features = tf.cast(features, tf.float32)
+  outputs = tf.cast(outputs, tf.float32)
+  labels = tf.cast(labels, tf.float32)
+  zeta = outputs - labels  # Eq. (4): ζ = q - y.
+  if sample_weight is not None:
+    sample_weight = tf.cast(sample_weight, tf.float32)
+    if sample_weight.shape.rank == 1:
+      sample_weight = sample_weight[:, tf.newaxis]
+    zeta = zeta * sample_weight
+  positive = tf.cast(labels > 0.5, tf.float32)
+  # Eq. (7): δ̂_i = Xᵀ â_i with â = -ζ on the positives; eq. (8): δ̃_i = Xᵀ ã_i with
+  # ã = ζ on the negatives; eq. (6): δ_i = δ̃_i - δ̂_i = Xᵀ (ã_i - â_i) = Xᵀ ζ_i.
+  positive_weights = -zeta * positive
+  negative_weights = zeta * (1.0 - positive)
+  weights = tf.concat([positive_weights, negative_weights], axis=1)  # n × 2c.
+  num_classes = outputs.shape[-1]
+
+  def gram_path():
+    gram = tf.matmul(features, features, transpose_b=True)  # G = X Xᵀ, n × n.
+    projected = tf.matmul(gram, weights)  # G A, n × 2c.
+    projected_positive, projected_negative = tf.split(projected, 2, axis=1)
+    return (
+        tf.reduce_sum(positive_weights * projected_positive, axis=0),
+        tf.reduce_sum(negative_weights * projected_negative, axis=0),
+        tf.reduce_sum(zeta * (projected_negative - projected_positive), axis=0),
+    )
+
+  def direct_path():
+    parts = tf.matmul(features, weights, transpose_a=True)  # Xᵀ A, f × 2c.
+    positive_part, negative_part = tf.split(parts, 2, axis=1)
+    return (
+        tf.reduce_sum(tf.square(positive_part), axis=0),
+        tf.reduce_sum(tf.square(negative_part), axis=0),
+        tf.reduce_sum(tf.square(negative_part - positive_part), axis=0),
+    )
+
+  if method == "auto":
+    batch_size, feature_size = features.shape
+    if feature_size is None or num_classes is None:
+      raise ValueError(
+          "method='auto' needs static feature and class widths; received features of "
+          f"shape {features.shape} and outputs of shape {outputs.shape}")
+    if batch_size is not None:
+      method = choose_method(batch_size, feature_size, num_classes)
+  if method == "gram":
+    squared = gram_path()
+  elif method == "direct":
+    squared = direct_path()
+  else:
+    # The threshold on n from `choose_method`: n (f + 2c) < 2 f c.
+    limit = 2 * feature_size * num_classes / (feature_size + 2 * num_classes)
+    batch = tf.cast(tf.shape(features)[0], tf.float32)
+    squared = tf.cond(batch < limit, gram_path, direct_path)
+
+  if include_bias:
+    # The bias input is a constant 1, so it adds (Σ_κ a_κ)² to each ‖Xᵀ a‖².
+    positive_bias = tf.reduce_sum(positive_weights, axis=0)
+    negative_bias = tf.reduce_sum(negative_weights, axis=0)
+    squared = (squared[0] + tf.square(positive_bias),
+               squared[1] + tf.square(negative_bias),
+               squared[2] + tf.square(negative_bias - positive_bias))
+  return tuple(tf.sqrt(tf.maximum(value, 0.0)) for value in squared)
+
+
+def neglection_ratios(positive_norms: tf.Tensor, negative_norms: tf.Tensor,
+                      total_norms: tf.Tensor,
+                      epsilon: float = DEFAULT_EPSILON) -> tf.Tensor:
+  """The summand of eq. (9), r_i = (‖δ̂_i‖ + ‖δ̃_i‖) / ‖δ_i‖, guarded against ‖δ_i‖ ≈ 0.
+
+  r_i = max(1, (‖δ̂_i‖ + ‖δ̃_i‖) / max(‖δ_i‖, ε)): exactly 1 when the class has no
+  gradient at all (all ζ_i ≈ 0) or no positive in the minibatch, and at most
+  (‖δ̂_i‖ + ‖δ̃_i‖) / ε when the two parts cancel exactly.
+
+  Args:
+    positive_norms: (c,) ‖δ̂_i‖, eq. (7).
+    negative_norms: (c,) ‖δ̃_i‖, eq. (8).
+    total_norms: (c,) ‖δ_i‖, eq. (6).
+    epsilon: floor of the denominator, in the units of the feature norms.
+
+  Returns:
+    A float32 (c,) tensor of ratios, each ≥ 1.
+  """
+  numerator = positive_norms + negative_norms
+  ratios = numerator / tf.maximum(total_norms, epsilon)  # Eq. (9), one minibatch.
+  return tf.maximum(ratios, 1.0)
+
+
+def minibatch_neglection_ratios(features: tf.Tensor, outputs: tf.Tensor,
+                                labels: tf.Tensor,
+                                sample_weight: Optional[tf.Tensor] = None,
+                                include_bias: bool = False, method: str = "auto",
+                                epsilon: float = DEFAULT_EPSILON
+                                ) -> tuple[tf.Tensor, tf.Tensor]:
+  """The ratios r_i of one minibatch and whether it holds a positive of each class.
+
+  Args:
+    features, outputs, labels, sample_weight, include_bias, method: as in
+      `gradient_part_norms`.
+    epsilon: as in `neglection_ratios`.
+
+  Returns:
+    (ratios, has_positive): float32 (c,) tensors; `has_positive` is 1.0 where at
+    least one observation with non-zero weight is a positive of the class.
+
+  Example:
+    ratios, has_positive = minibatch_neglection_ratios(x, q, y)
+    ratio_sums += ratios * has_positive  # What `no_positive="skip"` averages.
+  """
+  norms = gradient_part_norms(features, outputs, labels, sample_weight=sample_weight,
+                              include_bias=include_bias, method=method)
+  ratios = neglection_ratios(*norms, epsilon=epsilon)
+  positive = tf.cast(labels, tf.float32) > 0.5
+  if sample_weight is not None:
+    sample_weight = tf.cast(sample_weight, tf.float32)
+    if sample_weight.shape.rank == 1:
+      sample_weight = sample_weight[:, tf.newaxis]
+    positive = tf.logical_and(positive, sample_weight != 0.0)
+  has_positive = tf.cast(tf.reduce_any(positive, axis=0), tf.float32)
+  return ratios, has_positive
+
+
+def neglection_scores(ratio_sums: np.ndarray, positive_minibatches: np.ndarray,
+                      num_minibatches: float, no_positive: str = "skip") -> np.ndarray:
+  """θ of eq. (9) from sums accumulated over a window of minibatches.
+
+  The accumulators hold, per class, the sum of r_i over the minibatches with a
+  positive of class i and the number of those minibatches; every other minibatch
+  contributed r_i = 1 exactly, which is how `no_positive="include"` is recovered.
+
+  Args:
+    ratio_sums: (c,) Σ r_i over the minibatches with a positive of class i.
+    positive_minibatches: (c,) number of those minibatches.
+    num_minibatches: minibatches in the window (summed over replicas).
+    no_positive: "skip" averages over the minibatches with a positive of the class,
+      "include" over all minibatches (the letter of eq. 9).
+
+  Returns:
+    A float64 (c,) array; NaN for classes with no positive in the window.
+
+  Raises:
+    ValueError: for an unknown `no_positive`.
+
+  Example:
+    theta = neglection_scores(np.array([6., 0.]), np.array([3., 0.]), 4)
+    # [2.0, nan]; with no_positive="include": [(6 + 1) / 4, nan] = [1.75, nan].
+  """
+  check_no_positive(no_positive)
+  ratio_sums = np.asarray(ratio_sums, dtype=np.float64)
+  positive_minibatches = np.asarray(positive_minibatches, dtype=np.float64)
+  seen = positive_minibatches > 0
+  theta = np.full(ratio_sums.shape, math.nan)
+  if no_positive == "skip":
+    theta[seen] = ratio_sums[seen] / positive_minibatches[seen]
+  elif num_minibatches > 0:
+    # The minibatches without a positive each add r_i = 1.
+    unseen_minibatches = num_minibatches - positive_minibatches[seen]
+    theta[seen] = (ratio_sums[seen] + unseen_minibatches) / num_minibatches
+  return theta

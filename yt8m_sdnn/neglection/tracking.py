@@ -1,0 +1,263 @@
+"""A training wrapper that accumulates the per-minibatch ratios of eq. (9) as it trains.
+
+Why a `train_step` wrapper: θ needs, for every minibatch, the inputs x of the sigmoid
+output layer, its outputs q and the labels y (eqs. 6-8). A `keras.callbacks.Callback`
+sees none of them, only the step's scalar logs. `NeglectionTrackingModel` wraps the
+user's model, runs ONE forward pass through a tap model that shares every layer and
+weight of it and returns both the output layer's input and the model's output, trains
+exactly as Keras 3's TensorFlow `train_step` does (same loss, loss scaling, gradients,
+optimizer update and metrics), and then, outside the gradient tape, adds that same
+pass's ratios r_i to a few accumulators. Training is unchanged: the extra work never
+reaches the loss or the gradients, and no second forward pass draws extra dropout.
+
+Why on-read SUM variables: the accumulators are non-trainable variables created with
+`synchronization="on_read"` and `aggregation="sum"`, the same kind Keras metrics use.
+Under a `tf.distribute` strategy each replica adds to its own copy without
+cross-device traffic in the step, and reading the variable on the host returns the sum
+over replicas. Each replica treats its local batch as one minibatch of eq. (9), so the
+minibatch counter counts replica-steps; the monitor divides by the number of replicas
+to get iterations. They are not Keras metrics on purpose: `fit` resets metrics at
+every epoch, while a θ window may span epochs.
+
+Accumulators, per class i, since the last reset:
+  * `ratio_sums[i]`: Σ r_i over the minibatches holding a positive of class i;
+  * `positive_minibatches[i]`: the number of those minibatches;
+  * `num_minibatches`: all minibatches (replica-steps).
+`statistics.neglection_scores` turns them into θ for either `no_positive` mode.
+
+Saving: predict, evaluate and `call` delegate to the wrapped model, and the wrapper
+itself is not serializable; save `wrapper.model`, which holds the trained weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from yt8m_sdnn.models import OUTPUT_LAYER_NAME
+from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, check_method,
+                                             minibatch_neglection_ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class NeglectionState:
+  """The accumulators of a `NeglectionTrackingModel`, read on the host.
+
+  Attributes:
+    ratio_sums: (c,) Σ r_i over the minibatches with a positive of class i.
+    positive_minibatches: (c,) number of minibatches with a positive of class i.
+    num_minibatches: minibatches accumulated, summed over replicas.
+    num_replicas: replicas in sync; `num_minibatches / num_replicas` iterations ran.
+  """
+  ratio_sums: np.ndarray
+  positive_minibatches: np.ndarray
+  num_minibatches: float
+  num_replicas: int
+
+  @property
+  def num_iterations(self) -> int:
+    """Training iterations (optimizer steps) accumulated."""
+    return int(round(self.num_minibatches / self.num_replicas))
+
+
+def find_output_layer(model: keras.Model, output_layer_name: str = OUTPUT_LAYER_NAME,
+                      outputs_are_logits: bool = False) -> keras.layers.Layer:
+  """The model's sigmoid output `Dense`, checked to be usable for eqs. (6)-(8).
+
+  Args:
+    model: a built functional or sequential Keras model with one output.
+    output_layer_name: name of the output layer.
+    outputs_are_logits: whether the layer has no activation (the loss applies the
+      sigmoid) instead of a sigmoid.
+
+  Returns:
+    The layer.
+
+  Raises:
+    ValueError: naming what is wrong: no such layer, the model's output is not the
+      layer's output, the activation does not match, or the layer's input is not a
+      (batch, features) matrix.
+  """
+  try:
+    layer = model.get_layer(output_layer_name)
+  except ValueError:
+    raise ValueError(
+        f"model {model.name!r} has no layer named {output_layer_name!r}; the neglection "
+        "score needs the sigmoid output Dense to carry that name") from None
+  try:
+    features, model_outputs = layer.input, model.outputs
+  except (AttributeError, ValueError) as error:
+    raise ValueError(
+        f"model {model.name!r}: the inputs of layer {output_layer_name!r} are not "
+        f"reachable ({error}); build the model with the functional or sequential "
+        "API") from None
+  if len(model_outputs) != 1 or model_outputs[0] is not layer.output:
+    raise ValueError(
+        f"model {model.name!r}: its output must be the output of layer "
+        f"{output_layer_name!r} (one output, nothing after the sigmoid layer)")
+  activation = getattr(layer, "activation", None)
+  expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
+  if activation is not expected:
+    raise ValueError(
+        f"model {model.name!r}: layer {output_layer_name!r} has activation "
+        f"{getattr(activation, '__name__', activation)!r}, expected "
+        f"{expected.__name__!r} for outputs_are_logits={outputs_are_logits}")
+  if len(features.shape) != 2 or features.shape[-1] is None:
+    raise ValueError(
+        f"model {model.name!r}: layer {output_layer_name!r} takes inputs of shape "
+        f"{features.shape}, expected (batch, features) with a static feature width")
+  return layer
+
+
+def _input_structure(model: keras.Model):
+  """The model's inputs in the structure it takes them (a dict of named inputs stays one).
+
+  Sequential models have no `input` structure: their single input or list is used.
+  """
+  try:
+    return model.input
+  except (AttributeError, ValueError):
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
+def _accumulator(name: str, shape: tuple[int, ...]) -> keras.Variable:
+  return keras.Variable(
+      np.zeros(shape, np.float32), dtype="float32", trainable=False, autocast=False,
+      synchronization="on_read", aggregation="sum", name=name)
+
+
+def _unscale_loss_for_distribution(loss: tf.Tensor) -> tf.Tensor:
+  # The compiled loss is divided by the number of replicas; the tracked loss is not.
+  num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  return loss * tf.cast(num_replicas, loss.dtype) if num_replicas > 1 else loss
+
+
+class NeglectionTrackingModel(keras.Model):
+  """Trains `model` unchanged while accumulating the neglection ratios of eq. (9).
+
+  Compile and fit the wrapper instead of the model, with a `NeglectionMonitor` among
+  the callbacks (or use `attach_neglection_monitor`). Create it inside
+  `strategy.scope()` when training with a `tf.distribute` strategy. Its weights are
+  the model's plus the three non-trainable accumulators; weight checkpoints of the
+  wrapper load into a wrapper, `wrapper.model.save(...)` gives the plain model.
+
+  Args:
+    model: a built functional or sequential model whose output is the output of a
+      sigmoid `Dense` (see `find_output_layer`); its layers and weights are shared.
+    output_layer_name: name of that layer.
+    outputs_are_logits: the layer has no activation and the compiled loss takes
+      logits (`from_logits=True`); q = sigmoid(output) then.
+    include_bias: append the bias input (a constant 1) to the features.
+    method: "auto", "gram" or "direct"; see `statistics.gradient_part_norms`.
+    epsilon: floor of ‖δ_i‖; see `statistics.neglection_ratios`.
+    **kwargs: passed to `keras.Model` (e.g. `name`).
+
+  Raises:
+    ValueError: for a model without a usable output layer or an unknown `method`.
+
+  Example:
+    wrapper = NeglectionTrackingModel(build_cnn(1152, 3862))
+    wrapper.compile(optimizer="sgd", loss="binary_crossentropy")
+    monitor = NeglectionMonitor(tau=100)
+    wrapper.fit(dataset, callbacks=[monitor])
+    wrapper.model.save("cnn.keras")  # The wrapper itself is not saved.
+  """
+
+  def __init__(self, model: keras.Model, output_layer_name: str = OUTPUT_LAYER_NAME,
+               outputs_are_logits: bool = False, include_bias: bool = False,
+               method: str = "auto", epsilon: float = DEFAULT_EPSILON, **kwargs):
+    kwargs.setdefault("name", f"{model.name}_neglection_tracking")
+    super().__init__(**kwargs)
+    layer = find_output_layer(model, output_layer_name, outputs_are_logits)
+    self.model = model
+    # Shares the layers of `model`: one forward pass yields (x, output) for eqs. (6)-(8).
+    self._tap = keras.Model(_input_structure(model), [layer.input, layer.output],
+                            name=f"{model.name}_neglection_tap")
+    self.output_layer_name = output_layer_name
+    self.outputs_are_logits = outputs_are_logits
+    self.include_bias = include_bias
+    self.method = check_method(method)
+    self.epsilon = float(epsilon)
+    self.num_classes = int(layer.output.shape[-1])
+    self.feature_size = int(layer.input.shape[-1])
+    self._ratio_sums = _accumulator("neglection_ratio_sums", (self.num_classes,))
+    self._positive_minibatches = _accumulator(
+        "neglection_positive_minibatches", (self.num_classes,))
+    self._num_minibatches = _accumulator("neglection_num_minibatches", ())
+    self.built = True
+
+  def call(self, inputs, training=None):
+    """Runs the wrapped model: predict, evaluate and inference see the user's model."""
+    return self.model(inputs, training=training)
+
+  def train_step(self, data):
+    """Keras 3's TensorFlow `train_step`, plus the neglection update of that same pass."""
+    # Mirrors keras/src/backend/tensorflow/trainer.py (Keras 3.15) line for line, so the
+    # loss, its "loss" log (Keras' own `_loss_tracker`), loss scaling for mixed precision,
+    # sample weights and compiled metrics behave as in an unwrapped `fit`.
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    with tf.GradientTape() as tape:
+      features, y_pred = self._tap(x, training=True)
+      loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                               training=True)
+      self._loss_tracker.update_state(
+          _unscale_loss_for_distribution(loss),
+          sample_weight=tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0])
+      if self.optimizer is not None:
+        loss = self.optimizer.scale_loss(loss)
+    if self.trainable_weights:
+      trainable_weights = self.trainable_weights
+      gradients = tape.gradient(loss, trainable_weights)
+      self.optimizer.apply_gradients(zip(gradients, trainable_weights))
+    else:
+      warnings.warn("The model does not have any trainable weights.")
+    # After the update and outside the tape: nothing here reaches the gradients.
+    self._accumulate(features, y_pred, y, sample_weight)
+    return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+  def _accumulate(self, features, y_pred, y, sample_weight):
+    if (y is None or isinstance(y, (list, tuple, dict)) or len(y.shape) != 2
+        or y.shape[-1] not in (None, self.num_classes)):
+      raise ValueError(
+          f"{self.name}: the neglection score needs (batch, {self.num_classes}) class "
+          f"indicator labels; received y={y!r}")
+    outputs = tf.sigmoid(tf.cast(y_pred, tf.float32)) if self.outputs_are_logits else y_pred
+    ratios, has_positive = minibatch_neglection_ratios(
+        features, outputs, y, sample_weight=sample_weight, include_bias=self.include_bias,
+        method=self.method, epsilon=self.epsilon)
+    self._ratio_sums.assign_add(ratios * has_positive)  # Eq. (9)'s sum, per class.
+    self._positive_minibatches.assign_add(has_positive)
+    self._num_minibatches.assign_add(1.0)
+
+  @property
+  def num_replicas(self) -> int:
+    """Replicas in sync under the model's distribution strategy (1 without one)."""
+    return int(self.distribute_strategy.num_replicas_in_sync)
+
+  def read_num_iterations(self) -> int:
+    """Iterations accumulated since the last reset; reads one scalar from the device."""
+    num_minibatches = float(keras.ops.convert_to_numpy(self._num_minibatches))
+    return int(round(num_minibatches / self.num_replicas))
+
+  def read_neglection_state(self) -> NeglectionState:
+    """Copies the accumulators to the host, summed over replicas."""
+    return NeglectionState(
+        ratio_sums=np.asarray(keras.ops.convert_to_numpy(self._ratio_sums), np.float64),
+        positive_minibatches=np.asarray(
+            keras.ops.convert_to_numpy(self._positive_minibatches), np.float64),
+        num_minibatches=float(keras.ops.convert_to_numpy(self._num_minibatches)),
+        num_replicas=self.num_replicas)
+
+  def reset_neglection_state(self) -> None:
+    """Zeroes the accumulators: the next window starts empty."""
+    for variable in (self._ratio_sums, self._positive_minibatches, self._num_minibatches):
+      variable.assign(tf.zeros_like(variable))
+
+  def get_config(self):
+    raise NotImplementedError(
+        f"{self.name} is a training wrapper and is not serializable; save its "
+        "`.model` (the wrapped model, which holds the trained weights) instead")
