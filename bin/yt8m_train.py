@@ -26,6 +26,8 @@ flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch.")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k for --eval_data.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_integer("backup_steps", 100,
+                     "Steps between crash backups; rerunning a killed command resumes there.")
 flag_sets.define_data_flags()
 flags.mark_flags_as_required(["train_data", "train_dir"])
 
@@ -36,7 +38,8 @@ def main(argv):
       train_dir=FLAGS.train_dir, model=FLAGS.model, num_epochs=FLAGS.num_epochs,
       learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
       optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay,
-      steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed)
+      steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,
+      backup_steps=FLAGS.backup_steps)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   result = training.train(train_config, reader_config)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,

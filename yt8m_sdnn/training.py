@@ -7,7 +7,8 @@ default here and plain SGD is one flag away.
 
 `train_dir` receives: `model.keras` (the trained model), `model_config.json` (how the
 data must be read for it), TensorBoard logs in `logs/`, per-epoch checkpoints in
-`checkpoints/` and a `backup/` that lets a killed run continue where it stopped.
+`checkpoints/` and, while training runs, a `backup/` that lets a killed run continue
+at the step where it stopped (see `StepBackup`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -45,6 +46,7 @@ class TrainConfig:
     steps_per_epoch: cap the steps of an epoch (None: one pass over the data).
     jit_compile: compile the train step with XLA.
     seed: seed of the weight initialization and dropout.
+    backup_steps: steps between crash backups (also one at every epoch end).
   """
   train_dir: str
   model: str = "cnn"
@@ -56,6 +58,7 @@ class TrainConfig:
   steps_per_epoch: int | None = None
   jit_compile: bool = False
   seed: int | None = None
+  backup_steps: int = 100
 
   def __post_init__(self):
     if self.model not in models.MODEL_REGISTRY:
@@ -161,12 +164,11 @@ class _EpochLearningRate(keras.callbacks.Callback):
     self.model.optimizer.learning_rate.assign(self._initial * self._decay ** epoch)
 
 
-class _Throughput(keras.callbacks.Callback):
-  """Measures training examples per second (batch sizes from the step count)."""
+class _Clock(keras.callbacks.Callback):
+  """Counts optimizer steps and the seconds spent inside `fit`, across resumed runs."""
 
-  def __init__(self, batch_size: int):
+  def __init__(self):
     super().__init__()
-    self._batch_size = batch_size
     self.steps = 0
     self.seconds = 0.0
     self._start = 0.0
@@ -178,41 +180,125 @@ class _Throughput(keras.callbacks.Callback):
     self.steps += 1
 
   def on_train_end(self, logs=None):
-    self.seconds = time.perf_counter() - self._start
+    self.seconds += time.perf_counter() - self._start
 
-  @property
-  def examples_per_second(self) -> float:
-    return self.steps * self._batch_size / self.seconds if self.seconds else math.nan
+
+BACKUP_STATE_FILE = "backup_state.json"
+
+
+class StepBackup(keras.callbacks.Callback):
+  """Backs up weights and optimizer state every `save_steps` steps, atomically.
+
+  Keras' `BackupAndRestore` restarts a killed epoch from its first batch, so a resumed
+  run takes more steps than an uninterrupted one. This records the position (epoch,
+  steps done in it) next to the weights; `train` then skips the batches already
+  trained on. Weights go to a new file through `artifacts.atomic_write_path`, then the
+  state JSON is replaced atomically, then the older file is deleted: a crash at any
+  point leaves a state that names a complete file.
+  """
+
+  def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0):
+    super().__init__()
+    self.backup_dir = backup_dir
+    self.save_steps = save_steps
+    self._epoch = epoch
+    self._step = step
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch != self._epoch:
+      self._epoch, self._step = epoch, 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+    if self.save_steps and self._step % self.save_steps == 0:
+      self.save(self._epoch, self._step)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.save(epoch + 1, 0)
+    self._epoch, self._step = epoch + 1, 0
+
+  def save(self, epoch: int, step: int) -> None:
+    name = f"backup-epoch{epoch:04d}-step{step:08d}.weights.h5"
+    path = os.path.join(self.backup_dir, name)
+    with artifacts.atomic_write_path(path, suffix=".weights.h5") as temporary:
+      self.model.save_weights(temporary)
+    state_path = os.path.join(self.backup_dir, BACKUP_STATE_FILE)
+    previous = read_backup_state(self.backup_dir)
+    artifacts.write_json(state_path, {"epoch": epoch, "step": step, "weights": name})
+    if previous and previous["weights"] != name:
+      stale = os.path.join(self.backup_dir, previous["weights"])
+      if tf.io.gfile.exists(stale):
+        tf.io.gfile.remove(stale)
+
+
+def read_backup_state(backup_dir: str) -> dict | None:
+  """The position and weights file of the last backup, or None when there is none."""
+  path = os.path.join(backup_dir, BACKUP_STATE_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  state = artifacts.read_json(path, regenerate_hint=f"Delete {backup_dir} to start afresh.")
+  if not tf.io.gfile.exists(os.path.join(backup_dir, state.get("weights", ""))):
+    raise artifacts.ArtifactError(
+        f"{path}: names {state.get('weights')!r}, which is missing. Delete {backup_dir} "
+        "to start afresh.")
+  return state
 
 
 def default_callbacks(train_config: TrainConfig) -> list[keras.callbacks.Callback]:
-  """TensorBoard, per-epoch checkpoints, crash backup and the learning-rate schedule."""
+  """TensorBoard, per-epoch checkpoints and the learning-rate schedule."""
   return [
       keras.callbacks.TensorBoard(os.path.join(train_config.train_dir, "logs")),
       keras.callbacks.ModelCheckpoint(
           os.path.join(train_config.train_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
           save_weights_only=True),
-      keras.callbacks.BackupAndRestore(os.path.join(train_config.train_dir, "backup")),
       _EpochLearningRate(train_config.learning_rate, train_config.learning_rate_decay),
   ]
 
 
 @dataclasses.dataclass
 class TrainResult:
-  """A trained model and how training went."""
+  """A trained model and how training went.
+
+  Attributes:
+    model: the saved model.
+    seconds: time inside `fit` (this process; a resumed run counts its own part).
+    steps: optimizer steps taken in this process.
+    examples: training examples consumed in this process (augmented ones included).
+    history: Keras' per-epoch logs.
+  """
   model: keras.Model
   seconds: float
   steps: int
-  examples_per_second: float
+  examples: int
   history: dict
+
+  @property
+  def examples_per_second(self) -> float:
+    return self.examples / self.seconds if self.seconds else math.nan
+
+
+def _counting(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset:
+  """Adds each batch's size to `counter` as it is consumed, augmented copies included."""
+
+  def count(*batch):
+    with tf.control_dependencies([counter.assign_add(tf.shape(batch[0], out_type=tf.int64)[0])]):
+      return tuple(tf.identity(part) for part in batch)
+
+  return dataset.map(count)
 
 
 def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
           model: keras.Model | None = None, loss: keras.losses.Loss | None = None,
-          dataset: tf.data.Dataset | None = None,
+          dataset_transform: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
           extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          num_outputs: int | None = None) -> TrainResult:
+          num_outputs: int | None = None,
+          model_to_save: keras.Model | None = None) -> TrainResult:
   """Trains `model` (by default the registered `train_config.model`) and saves it.
+
+  Training runs one `fit` call per epoch on a dataset whose shuffle seed is the
+  reader's seed plus the epoch, so a run killed at any point and started again with
+  the same arguments restores the last backup (`StepBackup`), skips the batches of
+  the interrupted epoch it already trained on, and ends after the same number of steps.
 
   Args:
     train_config: optimizer, schedule, model name and output directory.
@@ -220,10 +306,11 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     model: a prebuilt model (e.g. a subclass model or a neglection wrapper); its
       `model.keras` is what gets saved (a wrapper's inner `.model` when it has one).
     loss: the loss; default eq. (3).
-    dataset: a prebuilt training dataset (e.g. with the subclass transform);
-      default `reader.build_dataset(reader_config)`.
+    dataset_transform: applied to each epoch's dataset (e.g. the subclass transform).
     extra_callbacks: appended to the default callbacks.
     num_outputs: output units, when they differ from the class count.
+    model_to_save: the model written to `model.keras` when it is not the one
+      trained (a subclass model saves its class-probability twin).
 
   Returns:
     A `TrainResult`.
@@ -240,20 +327,45 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
                                weight_decay=train_config.weight_decay)
   model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
                 loss=loss or sigmoid_cross_entropy(), jit_compile=train_config.jit_compile)
-  dataset = dataset if dataset is not None else reader.build_dataset(reader_config)
-  throughput = _Throughput(reader_config.batch_size)
-  callbacks = default_callbacks(train_config) + [throughput] + list(extra_callbacks)
+  backup_dir = os.path.join(train_config.train_dir, "backup")
+  start_epoch, start_step = 0, 0
+  state = read_backup_state(backup_dir)
+  if state is not None:
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(backup_dir, state["weights"]))
+    start_epoch, start_step = state["epoch"], state["step"]
+    logging.info("resuming from %s: epoch %d, step %d", backup_dir, start_epoch, start_step)
+  clock = _Clock()
+  examples = tf.Variable(0, dtype=tf.int64, trainable=False)
+  backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step)
+  callbacks = default_callbacks(train_config) + [clock, backup] + list(extra_callbacks)
+  history: dict = {}
   try:
-    history = model.fit(dataset, epochs=train_config.num_epochs,
-                        steps_per_epoch=train_config.steps_per_epoch, callbacks=callbacks,
-                        shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
-                        verbose=2 if logging.get_verbosity() < logging.INFO else 1)
+    for epoch in range(start_epoch, train_config.num_epochs):
+      seed = None if reader_config.seed is None else reader_config.seed + epoch
+      dataset = reader.build_dataset(dataclasses.replace(reader_config, seed=seed))
+      if dataset_transform is not None:
+        dataset = dataset_transform(dataset)
+      steps = train_config.steps_per_epoch
+      if epoch == start_epoch and start_step:
+        dataset = dataset.skip(start_step)
+        steps = None if steps is None else steps - start_step
+      epoch_history = model.fit(
+          _counting(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
+          steps_per_epoch=steps, callbacks=callbacks,
+          shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
+          verbose=2 if logging.get_verbosity() < logging.INFO else 1)
+      for key, values in epoch_history.history.items():
+        history.setdefault(key, []).extend(values)
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
-  saved = getattr(model, "model", model)
+  saved = model_to_save or getattr(model, "model", model)
   save_model(saved, os.path.join(train_config.train_dir, MODEL_FILE))
   artifacts.write_json(os.path.join(train_config.train_dir, MODEL_CONFIG_FILE),
                        model_config_dict(reader_config, train_config, num_outputs))
-  return TrainResult(model=saved, seconds=throughput.seconds, steps=throughput.steps,
-                     examples_per_second=throughput.examples_per_second,
-                     history=history.history)
+  # Like Keras' BackupAndRestore: a finished run leaves no backup, so the same
+  # command trains afresh; a crash before this line resumes instead.
+  if tf.io.gfile.exists(backup_dir):
+    tf.io.gfile.rmtree(backup_dir)
+  return TrainResult(model=saved, seconds=clock.seconds, steps=clock.steps,
+                     examples=int(examples.numpy()), history=history)
