@@ -114,3 +114,22 @@ def test_saved_model_reloads_in_safe_mode(tmp_path):
   reloaded = keras.saving.load_model(path, safe_mode=True)
   x = np.random.default_rng(0).normal(size=(2, 16)).astype(np.float32)
   np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-6)
+
+
+def test_class_names_of_both_releases():
+  from conftest import SHARED_DATA
+  from yt8m_sdnn.data import vocabulary
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f"real YT8M files not found at {SHARED_DATA}")
+  names_2018 = vocabulary.load_class_names(str(SHARED_DATA / "vocabulary.csv"))
+  assert len(names_2018) == 3862 and names_2018[0] == "Game"
+  names_2017 = vocabulary.load_class_names(str(SHARED_DATA.parent / "yt8m-2017" / "label_names.csv"))
+  assert len(names_2017) == 4716
+
+
+def test_vocabulary_with_unknown_header_is_named(tmp_path):
+  from yt8m_sdnn.data import vocabulary
+  path = tmp_path / "vocab.csv"
+  path.write_text("a,b\n1,x\n")
+  with pytest.raises(ValueError, match="vocab.csv: expected a header"):
+    vocabulary.load_class_names(str(path))
