@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import random_videos, write_video_shards
-from yt8m_sdnn import artifacts, evaluation, models, prediction, training
+from yt8m_sdnn import artifacts, evaluation, losses, models, prediction, training
 from yt8m_sdnn.data import reader, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +71,7 @@ def test_missing_training_data_is_named(tmp_path):
 
 
 def test_sigmoid_cross_entropy_sums_over_classes():
-  loss = training.SigmoidCrossEntropy()
+  loss = losses.SigmoidCrossEntropy()
   y_true = np.array([[1.0, 0.0]], np.float32)
   y_pred = np.array([[0.5, 0.5]], np.float32)
   # Eq. (3) for one video: -ln 0.5 - ln 0.5 = 2 ln 2 ≈ 1.386294

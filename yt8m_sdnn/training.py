@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, models
+from yt8m_sdnn import artifacts, losses, models
 from yt8m_sdnn.data import reader
 
 MODEL_FILE = "model.keras"
@@ -83,33 +83,9 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
   raise ValueError(f"Expected one of {list(OPTIMIZERS)}. Received: optimizer={name!r}")
 
 
-@keras.saving.register_keras_serializable(package="yt8m_sdnn")
-class SigmoidCrossEntropy(keras.losses.Loss):
-  """Eq. (3): binary cross-entropy summed over classes, averaged over the batch.
-
-  Keras' `BinaryCrossentropy` averages over classes instead; with thousands of
-  classes that shrinks the data term by the class count against the weight decay.
-  On a sigmoid output Keras' `ops.binary_crossentropy` uses the logits the sigmoid
-  cached, so probabilities in, stable log-loss out.
-  """
-
-  def __init__(self, from_logits: bool = False, name: str = "sigmoid_cross_entropy",
-               reduction: str = "sum_over_batch_size", dtype=None):
-    super().__init__(name=name, reduction=reduction, dtype=dtype)
-    self.from_logits = from_logits
-
-  def call(self, y_true, y_pred):
-    y_true = keras.ops.cast(y_true, y_pred.dtype)
-    elementwise = keras.ops.binary_crossentropy(y_true, y_pred, from_logits=self.from_logits)
-    return keras.ops.sum(elementwise, axis=-1)
-
-  def get_config(self):
-    return {**super().get_config(), "from_logits": self.from_logits}
-
-
 def sigmoid_cross_entropy() -> keras.losses.Loss:
   """The baseline loss, eq. (3)."""
-  return SigmoidCrossEntropy()
+  return losses.SigmoidCrossEntropy()
 
 
 def model_config_dict(reader_config: reader.ReaderConfig, train_config: TrainConfig,
