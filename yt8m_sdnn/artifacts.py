@@ -9,9 +9,11 @@ renames it over the target only once the write succeeded. Arrays are read back w
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -102,9 +104,11 @@ def read_json(path: str, regenerate_hint: str = "") -> dict[str, Any]:
 
 def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   """Writes named arrays to a compressed `.npz` atomically."""
+  buffer = io.BytesIO()  # zip writing seeks back, which GFile streams do not allow
+  np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
   with atomic_write_path(path, suffix=".npz") as temporary:
     with tf.io.gfile.GFile(temporary, "wb") as stream:
-      np.savez_compressed(stream, **{k: np.asarray(v) for k, v in arrays.items()})
+      stream.write(buffer.getvalue())
 
 
 def read_npz(path: str, regenerate_hint: str = "") -> dict[str, np.ndarray]:
@@ -114,7 +118,8 @@ def read_npz(path: str, regenerate_hint: str = "") -> dict[str, np.ndarray]:
     raise ArtifactError(f"{path}: file not found.{hint}")
   try:
     with tf.io.gfile.GFile(path, "rb") as stream:
-      with np.load(stream, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
-  except (ValueError, OSError, EOFError) as error:
+      data = stream.read()
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+      return {name: archive[name] for name in archive.files}
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
     raise ArtifactError(f"{path}: not a readable .npz archive ({error}).{hint}") from None

@@ -1,0 +1,47 @@
+"""Splits the most neglected classes (Algorithm 1) in a streaming pass; writes the plan.
+
+Example:
+  yt8m-partition --train_data=/data/yt8m/train --neglection=/tmp/neglection/neglection.json \
+      --output=/tmp/plan.npz
+"""
+
+from absl import flags, logging
+
+from bin import flag_sets
+from yt8m_sdnn import artifacts
+from yt8m_sdnn.subclass import partition, plan
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
+flags.DEFINE_string("neglection", None, "neglection.json written by yt8m-neglection.")
+flags.DEFINE_string("output", None, "The plan to write (.npz).")
+flags.DEFINE_integer("num_subclasses", 2, "Subclasses per class (Algorithm 1: 2).")
+flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12), stored in the plan.")
+flag_sets.define_data_flags()
+flags.mark_flags_as_required(["train_data", "neglection", "output"])
+
+
+def main(argv):
+  del argv
+  neglection = artifacts.read_json(
+      FLAGS.neglection, regenerate_hint="Make it with yt8m-neglection.")
+  if "selected" not in neglection:
+    raise artifacts.ArtifactError(f"{FLAGS.neglection}: has no 'selected' classes")
+  reader_config = flag_sets.reader_config(FLAGS.train_data)
+  if neglection.get("num_classes", reader_config.num_classes) != reader_config.num_classes:
+    raise artifacts.ArtifactError(
+        f"{FLAGS.neglection}: made for {neglection['num_classes']} classes, the data has "
+        f"{reader_config.num_classes} (--num_classes)")
+  result = partition.partition_shards(reader_config, neglection["selected"],
+                                      extrapolation=FLAGS.extrapolation,
+                                      num_subclasses=FLAGS.num_subclasses)
+  plan.save_plan(FLAGS.output, result)
+  logging.info("wrote %s: %d classes split", FLAGS.output, result.selected.size)
+
+
+def run():
+  flag_sets.run_main(main)
+
+
+if __name__ == "__main__":
+  run()
