@@ -2,24 +2,39 @@
 
 Each stage writes its artifact into `work_dir/<stage>/` and is skipped when that
 artifact already exists (unless `overwrite`), so a run that stopped continues where
-it was. The stages are: `logistic` and `baseline` (the paper's LR and CNN rows).
+it was. Model rows: `logistic` (LR), `baseline` (CNN), `sdnn` (SCNN: split and
+augmented neglected classes, subclass cross-entropy), `baseline_equal_steps` (the CNN
+given as many training examples as the SCNN saw, the fair budget comparison), and
+the ablations `split_only` (Algorithm 1's split, no augmentation) and `augment_only`
+(eq. 12's copies, no split). The SDNN rows share two stages: `neglection`
+(θ over a fraction of an epoch, eqs. 6-10) and `partition` (Algorithm 1, the plan).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, evaluation, training
+from yt8m_sdnn import artifacts, evaluation, losses, models, training
 from yt8m_sdnn.data import reader
+from yt8m_sdnn.neglection import measure
+from yt8m_sdnn.subclass import augment as augment_lib
+from yt8m_sdnn.subclass import partition
+from yt8m_sdnn.subclass import plan as plan_lib
 
 COMPARISON_FILE = "comparison.json"
 STAGE_RESULT_FILE = "stage_result.json"
 METRIC_KEYS = ("gap", "hit_at_one", "perr", "map")
+
+
+ROW_STAGES = ("logistic", "baseline", "sdnn", "baseline_equal_steps", "split_only",
+              "augment_only")
+DEFAULT_STAGES = ("logistic", "baseline", "sdnn", "baseline_equal_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +48,12 @@ class PipelineConfig:
     train: optimizer and schedule shared by every model (its train_dir is ignored).
     top_k: k of GAP@k.
     overwrite: rerun stages whose artifacts exist.
-    stages: which model rows to produce.
+    stages: which model rows to produce, in order (see `ROW_STAGES`).
+    fraction_of_epoch: share of an epoch over which θ is measured (paper: 1/3).
+    tau: iterations per θ window (default: all of them).
+    top_fraction: share of classes split (paper: 10%).
+    top_k_classes: number of classes split instead of a share.
+    extrapolation: λ of eq. (12).
   """
   work_dir: str
   train_reader: reader.ReaderConfig
@@ -41,65 +61,149 @@ class PipelineConfig:
   train: training.TrainConfig
   top_k: int = 20
   overwrite: bool = False
-  stages: tuple[str, ...] = ("logistic", "baseline")
+  stages: tuple[str, ...] = DEFAULT_STAGES
+  fraction_of_epoch: float = 1 / 3
+  tau: int | None = None
+  top_fraction: float = 0.1
+  top_k_classes: int | None = None
+  extrapolation: float = 0.5
+
+  def __post_init__(self):
+    unknown = [stage for stage in self.stages if stage not in ROW_STAGES]
+    if unknown:
+      raise ValueError(f"Expected stages among {list(ROW_STAGES)}. Received: {unknown}")
 
 
 def _stage_dir(config: PipelineConfig, stage: str) -> str:
   return os.path.join(config.work_dir, stage)
 
 
-def _load_done(config: PipelineConfig, stage: str) -> dict | None:
-  path = os.path.join(_stage_dir(config, stage), STAGE_RESULT_FILE)
+def _load_done(config: PipelineConfig, stage: str, artifact: str = STAGE_RESULT_FILE):
+  path = os.path.join(_stage_dir(config, stage), artifact)
   if config.overwrite or not tf.io.gfile.exists(path):
     return None
   logging.info("stage %s: done already (%s); --overwrite reruns it", stage, path)
-  return artifacts.read_json(path, regenerate_hint="Rerun with --overwrite to regenerate it.")
+  return path
 
 
-def train_and_evaluate(config: PipelineConfig, stage: str, model_name: str, **train_kwargs) -> dict:
+def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
+                        train_config: training.TrainConfig | None = None,
+                        reader_config: reader.ReaderConfig | None = None, **train_kwargs) -> dict:
   """Trains one model row, evaluates it, and records metrics, time and throughput."""
   done = _load_done(config, stage)
   if done is not None:
-    return done
-  train_config = dataclasses.replace(config.train, train_dir=_stage_dir(config, stage),
-                                     model=model_name)
+    return artifacts.read_json(done, regenerate_hint="Rerun with --overwrite to regenerate it.")
+  train_config = dataclasses.replace(train_config or config.train,
+                                     train_dir=_stage_dir(config, stage), model=model_name)
   started = time.perf_counter()
-  result = training.train(train_config, config.train_reader, **train_kwargs)
+  result = training.train(train_config, reader_config or config.train_reader, **train_kwargs)
   metrics = evaluation.evaluate(result.model, config.eval_reader, top_k=config.top_k)
   record = {key: metrics[key] for key in METRIC_KEYS}
   record.update(num_videos=metrics["num_videos"], model=model_name,
                 train_seconds=result.seconds, train_steps=result.steps,
+                train_examples=result.examples,
                 examples_per_second=result.examples_per_second,
                 stage_seconds=time.perf_counter() - started)
   artifacts.write_json(os.path.join(_stage_dir(config, stage), STAGE_RESULT_FILE), record)
   return record
 
 
+def _neglection(config: PipelineConfig) -> dict:
+  """Stage `neglection`: θ of the baseline over the first part of an epoch."""
+  done = _load_done(config, "neglection", measure.NEGLECTION_FILE)
+  if done is not None:
+    return artifacts.read_json(done)
+  train_config = dataclasses.replace(config.train, train_dir=_stage_dir(config, "neglection"),
+                                     model=STAGE_MODELS["baseline"])
+  return measure.measure_neglection(
+      train_config, config.train_reader, config.fraction_of_epoch, tau=config.tau,
+      top_fraction=config.top_fraction, top_k=config.top_k_classes)
+
+
+def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.SubclassPlan:
+  """Stage `partition`: Algorithm 1 over the training shards, written as the plan."""
+  path = os.path.join(_stage_dir(config, "partition"), PLAN_FILE)
+  if _load_done(config, "partition", PLAN_FILE) is not None:
+    return plan_lib.load_plan(path, expected_num_classes=config.train_reader.num_classes,
+                              expected_feature_size=config.train_reader.feature_size)
+  plan = partition.partition_shards(config.train_reader, selected,
+                                    extrapolation=config.extrapolation)
+  plan_lib.save_plan(path, plan)
+  return plan
+
+
+def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPlan,
+                  split: bool, augment: bool) -> dict:
+  """An SCNN row (or an ablation): the online transform, rebatched to the batch size."""
+  transform = augment_lib.make_subclass_transform(plan, augment=augment, split=split)
+  batch_size = config.train_reader.batch_size
+
+  def dataset_transform(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    # Augmented copies enlarge the batches; rebatching keeps every step at the batch
+    # size, so, as in the paper, the augmented data set simply has more steps.
+    return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).rebatch(batch_size)
+
+  model_name = STAGE_MODELS["baseline"]
+  if not split:
+    return _train_and_evaluate(config, stage, model_name, dataset_transform=dataset_transform)
+  unit_to_class = plan.layout.unit_to_class
+  logits_model, class_model = models.build_subclass_model(
+      model_name, config.train_reader.feature_size, unit_to_class,
+      config.train_reader.num_classes, weight_decay=config.train.weight_decay)
+  loss = losses.SubclassCrossEntropy(unit_to_class=[int(c) for c in unit_to_class])
+  return _train_and_evaluate(config, stage, model_name, model=logits_model, loss=loss,
+                             dataset_transform=dataset_transform, num_outputs=len(unit_to_class),
+                             model_to_save=class_model)
+
+
+def _baseline_equal_steps(config: PipelineConfig, sdnn_steps: int) -> dict:
+  """The CNN given as many steps (so examples) as the SCNN: repeats the shards."""
+  steps_per_epoch = math.ceil(sdnn_steps / config.train.num_epochs)
+  train_config = dataclasses.replace(config.train, steps_per_epoch=steps_per_epoch)
+  reader_config = dataclasses.replace(config.train_reader, num_epochs=None)
+  return _train_and_evaluate(config, "baseline_equal_steps", STAGE_MODELS["baseline"],
+                             train_config=train_config, reader_config=reader_config)
+
+
 STAGE_MODELS = {"logistic": "logistic", "baseline": "cnn"}
+PLAN_FILE = "plan.npz"
 
 
 def run(config: PipelineConfig) -> dict:
   """Runs the configured stages and writes `work_dir/comparison.json`.
 
   Returns:
-    The comparison: one entry per stage with the four metrics, training seconds,
-    steps and examples/s.
+    The comparison: per model row the four metrics, training seconds, steps, examples
+    and examples/s; plus `selected` (the split classes) when SDNN stages ran.
   """
   artifacts.ensure_writable_dir(config.work_dir)
-  comparison = {}
+  comparison: dict = {}
+  plan = None
   for stage in config.stages:
-    if stage not in STAGE_MODELS:
-      raise ValueError(f"Expected stages among {sorted(STAGE_MODELS)}. Received: {stage!r}")
-    comparison[stage] = train_and_evaluate(config, stage, STAGE_MODELS[stage])
+    if stage in STAGE_MODELS:
+      comparison[stage] = _train_and_evaluate(config, stage, STAGE_MODELS[stage])
+      continue
+    if plan is None:
+      plan = _partition(config, list(_neglection(config)["selected"]))
+      comparison["selected"] = [int(c) for c in plan.selected]
+    if stage == "sdnn":
+      comparison[stage] = _subclass_row(config, stage, plan, split=True, augment=True)
+    elif stage == "split_only":
+      comparison[stage] = _subclass_row(config, stage, plan, split=True, augment=False)
+    elif stage == "augment_only":
+      comparison[stage] = _subclass_row(config, stage, plan, split=False, augment=True)
+    elif stage == "baseline_equal_steps":
+      sdnn = comparison.get("sdnn") or _subclass_row(config, "sdnn", plan, True, True)
+      comparison[stage] = _baseline_equal_steps(config, sdnn["train_steps"])
   artifacts.write_json(os.path.join(config.work_dir, COMPARISON_FILE), comparison)
   return comparison
 
 
 def format_table(comparison: dict) -> str:
   """The comparison as a text table in the layout of the paper's Table 2."""
-  stages = list(comparison)
-  labels = {"logistic": "LR", "baseline": "CNN", "baseline_equal_steps": "CNN (=steps)",
-            "sdnn": "SCNN"}
+  stages = [stage for stage in comparison if stage in ROW_STAGES]
+  labels = {"logistic": "LR", "baseline": "CNN", "baseline_equal_steps": "CNN =steps",
+            "sdnn": "SCNN", "split_only": "split only", "augment_only": "augment only"}
   names = {"hit_at_one": "Hit@1", "perr": "PERR", "map": "mAP", "gap": "GAP@20"}
   width = max(12, *(len(labels.get(stage, stage)) + 2 for stage in stages))
   lines = ["".ljust(14) + "".join(labels.get(stage, stage).rjust(width) for stage in stages)]
