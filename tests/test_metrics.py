@@ -101,3 +101,10 @@ def test_shape_errors_are_clear():
     evaluation.accumulate(np.zeros((2, 3)), np.zeros((2, 3)))
   with pytest.raises(ValueError, match="NaN"):
     metrics.hit_at_one(np.array([[np.nan, 1.0]]), np.array([[1, 0]]))
+
+
+def test_class_average_precision_is_what_map_averages():
+  evaluation = metrics.EvaluationMetrics(num_classes=4, top_k=2)
+  evaluation.accumulate(PREDICTIONS, LABELS)
+  # From test_mean_ap_by_hand: 1, 1/3, 1/2, and NaN for class 3 (no positive).
+  np.testing.assert_allclose(evaluation.class_average_precision(), [1, 1 / 3, 1 / 2, np.nan])

@@ -40,11 +40,13 @@ def score_batches(model: keras.Model, dataset: tf.data.Dataset) -> Iterator[tupl
 
 
 def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
-             top_k: int = 20) -> dict:
+             top_k: int = 20, class_ap: bool = False) -> dict:
   """Computes GAP@top_k, Hit@1, PERR and mAP of `model` over the shards.
 
   Returns:
-    A dict with `gap`, `hit_at_one`, `perr`, `map` and `num_videos`.
+    A dict with `gap`, `hit_at_one`, `perr`, `map` and `num_videos`; with
+    `class_ap`, also `class_ap`: each class's AP as mAP averages it (None where
+    the class has no true label).
 
   Raises:
     ValueError: the model does not fit the data.
@@ -57,6 +59,9 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
       evaluation.accumulate(scores, labels)
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
-  result = evaluation.result()
-  return {key: (float(value) if isinstance(value, (float, np.floating)) else value)
-          for key, value in result.items()}
+  result = {key: (float(value) if isinstance(value, (float, np.floating)) else value)
+            for key, value in evaluation.result().items()}
+  if class_ap:
+    result["class_ap"] = [None if np.isnan(ap) else float(ap)
+                          for ap in evaluation.class_average_precision()]
+  return result

@@ -136,11 +136,9 @@ class _TopKLists:
     _, scores, hits = self._arrays()
     return _average_precision(scores, hits, float(self.class_positives.sum()))
 
-  def mean_ap(self) -> float:
+  def class_average_precision(self) -> np.ndarray:
+    """(num_classes,) AP of each class over its top-k entries; NaN without positives."""
     classes, scores, hits = self._arrays()
-    present = np.flatnonzero(self.class_positives > 0)
-    if present.size == 0:
-      return 0.0
     # One sort for every class: by class, then by decreasing score.
     order = np.lexsort((-scores, classes))
     classes, hits = classes[order], hits[order]
@@ -151,7 +149,13 @@ class _TopKLists:
     hits_in_class = cumulative - hits_before_class[classes]
     precision = np.where(hits, hits_in_class / rank_in_class, 0.0)
     sums = np.bincount(classes, weights=precision, minlength=self.num_classes)
-    return float(np.mean(sums[present] / self.class_positives[present]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+      return np.where(self.class_positives > 0, sums / self.class_positives, np.nan)
+
+  def mean_ap(self) -> float:
+    if not np.any(self.class_positives > 0):
+      return 0.0
+    return float(np.nanmean(self.class_average_precision()))
 
 
 def gap(predictions, labels, top_k: int = 20) -> float:
@@ -211,6 +215,10 @@ class EvaluationMetrics:
     self._perr_sum += sums.perr_sum
     self._num_videos += len(predictions)
     self._lists.add(sums)
+
+  def class_average_precision(self) -> np.ndarray:
+    """Per-class AP as mAP averages it (NaN for classes without a true label)."""
+    return self._lists.class_average_precision()
 
   def result(self) -> dict:
     """`hit_at_one`, `perr`, `gap`, `map` and `num_videos` of everything accumulated."""

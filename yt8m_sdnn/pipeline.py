@@ -97,8 +97,10 @@ def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
                                      train_dir=_stage_dir(config, stage), model=model_name)
   started = time.perf_counter()
   result = training.train(train_config, reader_config or config.train_reader, **train_kwargs)
-  metrics = evaluation.evaluate(result.model, config.eval_reader, top_k=config.top_k)
+  metrics = evaluation.evaluate(result.model, config.eval_reader, top_k=config.top_k,
+                                class_ap=True)
   record = {key: metrics[key] for key in METRIC_KEYS}
+  record["class_ap"] = metrics["class_ap"]
   record.update(num_videos=metrics["num_videos"], model=model_name,
                 train_seconds=result.seconds, train_steps=result.steps,
                 train_examples=result.examples,
