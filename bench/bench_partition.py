@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 
+from bench import real_data
 from yt8m_sdnn.data import reader, synthetic
 from yt8m_sdnn.subclass import augment, partition
 
-REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "yt8m-2018" / "validate"
 
 _CHILD = """
 import json, resource, sys, tracemalloc
@@ -64,8 +64,9 @@ def main(small: int = 4000) -> dict:
       synthetic.generate(synthetic.SynthConfig(output_dir=directory, num_train=size,
                                                num_validate=10, num_shards=4))
       memory[size] = _peak_memory(f"{directory}/train")
-    if REAL.is_dir():
-      config, source = reader.ReaderConfig(str(REAL), batch_size=512), "real YT8M validate shards"
+    if real_data.VALIDATE.is_dir():
+      config = reader.ReaderConfig(str(real_data.VALIDATE), batch_size=512)
+      source = "real YT8M validate shards"
     else:
       config, source = reader.ReaderConfig(f"{scratch}/{4 * small}/train", num_classes=100,
                                            batch_size=512), "synthetic shards"

@@ -9,16 +9,15 @@ ratios. Raw reading is the ceiling (bytes off disk, no parsing).
 
 from __future__ import annotations
 
-import pathlib
 import tempfile
 import time
 
 import tensorflow as tf
 
+from bench import real_data
 from yt8m_sdnn.data import reader, synthetic
 from yt8m_sdnn.data.files import resolve_files
 
-REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "yt8m-2018" / "validate"
 
 
 def _time(dataset: tf.data.Dataset, count_fn, repeats: int = 3) -> float:
@@ -55,8 +54,8 @@ def per_example_dataset(files, batch_size: int) -> tf.data.Dataset:
 
 def main(batch_size: int = 512) -> dict:
   with tempfile.TemporaryDirectory() as scratch:
-    if REAL.is_dir():
-      pattern, source = str(REAL), "real YT8M 2018 validate shards"
+    if real_data.VALIDATE.is_dir():
+      pattern, source = str(real_data.VALIDATE), "real YT8M 2018 validate shards"
     else:
       synthetic.generate(synthetic.SynthConfig(output_dir=scratch, num_classes=3862,
                                                num_train=8000, num_validate=10))

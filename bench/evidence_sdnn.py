@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import numpy as np
 from absl import app, flags
 
+from bench import real_data
 from yt8m_sdnn import pipeline, training
 from yt8m_sdnn.data import reader, synthetic
 
@@ -29,7 +29,6 @@ flags.DEFINE_integer("num_epochs", 5, "Epochs of every model.")
 flags.DEFINE_integer("num_train", 8000, "Synthetic training videos.")
 flags.DEFINE_integer("batch_size", 0, "Batch size (0: 128 synthetic, 512 real).")
 
-REAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "yt8m-2018" / "validate"
 
 
 def _configs(seed: int, work_dir: str):
@@ -43,7 +42,8 @@ def _configs(seed: int, work_dir: str):
     batch_size = FLAGS.batch_size or 128
   else:
     # Real 2018 validate shards, split by shard: 40 to train, 10 held out.
-    train, evaluate, num_classes = f"{REAL}/validate00[0-3]*", f"{REAL}/validate004*", 3862
+    train = f"{real_data.VALIDATE}/validate00[0-3]*"
+    evaluate, num_classes = f"{real_data.VALIDATE}/validate004*", 3862
     hard = []
     batch_size = FLAGS.batch_size or 512
   train_reader = reader.ReaderConfig(train, num_classes=num_classes, batch_size=batch_size,

@@ -12,13 +12,15 @@ from yt8m_sdnn.data import writer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "yt8m-2018"
+# $YT8M_DATA_DIR, else the shared folder beside the checkout.
+SHARED_DATA = pathlib.Path(os.environ.get(
+    "YT8M_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "yt8m-2018"))
 
 
 def real_data_dir() -> pathlib.Path:
   """The real YT8M 2018 files, or a skip saying where they were looked for."""
   if not (SHARED_DATA / "validate").is_dir():
-    pytest.skip(f"real YT8M shards not found at {SHARED_DATA} (../shared/data/yt8m-2018)")
+    pytest.skip(f"real YT8M shards not found at {SHARED_DATA} (set YT8M_DATA_DIR)")
   return SHARED_DATA
 
 
