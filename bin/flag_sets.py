@@ -10,10 +10,10 @@ import dataclasses
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from yt8m_sdnn import artifacts
-from yt8m_sdnn.data import reader
+from yt8m_sdnn.data import reader, scan
 
 FLAGS = flags.FLAGS
 
@@ -44,6 +44,14 @@ def reader_config(data_pattern: str, training: bool = False, **overrides) -> rea
       training=training, skip_corrupt=FLAGS.skip_corrupt, deterministic=FLAGS.deterministic)
   values.update(overrides)
   return reader.ReaderConfig(**values)
+
+
+def report_skipped(config: reader.ReaderConfig) -> None:
+  """With --skip_corrupt, counts what will be skipped (one extra read of the shards)."""
+  if config.skip_corrupt:
+    report = scan.scan_shards(config)
+    logging.warning("--skip_corrupt: %d of %d records unusable and skipped%s", report.num_bad,
+                    report.num_records, "".join(f"\n  {p}" for p in report.problems[:20]))
 
 
 def reader_config_for_model(model_config: dict, data_pattern: str,

@@ -46,6 +46,7 @@ def main(argv):
   names = vocabulary.load_class_names(FLAGS.vocabulary) if FLAGS.vocabulary else None
   reader_config = flag_sets.reader_config_for_model(
       model_config, FLAGS.input_data, include_ids=True, require_labels=False)
+  flag_sets.report_skipped(reader_config)
   count = prediction.write_submission(model, reader_config, FLAGS.output_file, top_k=FLAGS.top_k)
   print(f"wrote {count} videos to {FLAGS.output_file}")
   if names is not None:

@@ -41,6 +41,7 @@ def main(argv):
       steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,
       backup_steps=FLAGS.backup_steps)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
+  flag_sets.report_skipped(reader_config)
   result = training.train(train_config, reader_config)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,
                result.examples_per_second)

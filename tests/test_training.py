@@ -133,3 +133,23 @@ def test_vocabulary_with_unknown_header_is_named(tmp_path):
   path.write_text("a,b\n1,x\n")
   with pytest.raises(ValueError, match="vocab.csv: expected a header"):
     vocabulary.load_class_names(str(path))
+
+
+def test_eval_binary_with_skip_corrupt_counts_and_skips(synthetic_dir, tmp_path):
+  import shutil
+  train_dir = tmp_path / "lr"
+  result = run_binary("yt8m_train", f"--train_data={synthetic_dir}/train", f"--train_dir={train_dir}",
+                      "--model=logistic", "--num_epochs=1", "--num_classes=12", "--batch_size=64")
+  assert result.returncode == 0, result.stderr[-3000:]
+  eval_dir = tmp_path / "eval"
+  shutil.copytree(synthetic_dir / "validate", eval_dir)
+  with open(eval_dir / "validate0000-of-0002.tfrecord", "ab") as stream:
+    stream.write(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage")  # a torn record at the end
+  result = run_binary("yt8m_eval", f"--eval_data={eval_dir}", f"--train_dir={train_dir}")
+  assert result.returncode == 1 and "validate0000-of-0002.tfrecord" in result.stderr
+  assert "Traceback" not in result.stderr
+  result = run_binary("yt8m_eval", f"--eval_data={eval_dir}", f"--train_dir={train_dir}",
+                      "--skip_corrupt")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "1 of 64 records unusable and skipped" in result.stderr
+  assert json.loads((train_dir / "eval_metrics.json").read_text())["num_videos"] == 64

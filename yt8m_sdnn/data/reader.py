@@ -135,7 +135,8 @@ def _dense_feature(ragged_values, name: str, size: int, files, indices, ids):
   lengths = ragged_values.row_lengths()
   width_ok = tf.equal(lengths, size)
   reasons = tf.strings.join(
-      [f"'{name}' has ", tf.strings.as_string(lengths), f" values, expected {size}"])
+      [f"'{name}' has ", tf.strings.as_string(lengths), f" values, expected {size}",
+       tf.where(lengths == 0, " (a frame-level record? read those with --frame_level)", "")])
   with tf.control_dependencies([_check(width_ok, reasons, files, indices, ids)]):
     dense = tf.reshape(ragged_values.flat_values, [-1, size])
   finite = tf.reduce_all(tf.math.is_finite(dense), axis=1)

@@ -45,6 +45,43 @@ def _check_batch(parser, records, path, start):
   parser(records, files, indices)
 
 
+def _count_readable(path: str, start: int) -> int:
+  """Records that can be read from `start` on before the file breaks."""
+  count = 0
+  try:
+    for _ in tf.data.TFRecordDataset(path).skip(start):
+      count += 1
+  except reader.READ_ERRORS:
+    pass
+  return count
+
+
+def _check_records(config, parser, path: str, start: int, records, report: ScanReport,
+                   stop_at_first: bool) -> None:
+  """Validates a batch of records (or the `records` readable from `start`)."""
+  if isinstance(records, int):
+    records = next(iter(tf.data.TFRecordDataset(path).skip(start).batch(records)))
+  try:
+    _check_batch(parser, records, path, start)
+    return
+  except reader.READ_ERRORS:
+    pass
+  # Rare path: find the bad records of this batch one by one.
+  for offset in range(int(records.shape[0])):
+    try:
+      _check_batch(parser, records[offset:offset + 1], path, start + offset)
+    except reader.READ_ERRORS as error:
+      explained = reader.explain_error(error)
+      kind = "tf.train.SequenceExample" if config.frame_level else "tf.train.Example"
+      message = (str(explained) if isinstance(explained, reader.DataError) else
+                 f"{path}: record {start + offset}: not a valid {kind} (corrupt bytes, or a "
+                 "record of the other YT8M format: frame-level shards need --frame_level)")
+      report.num_bad += 1
+      report.problems.append(message)
+      if stop_at_first:
+        return
+
+
 def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
                stop_at_first: bool) -> None:
   parser = reader.make_batch_parser(_single_file_config(config, path, _SCAN_BATCH))
@@ -56,30 +93,18 @@ def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
     except StopIteration:
       return
     except reader.READ_ERRORS as error:
+      # Rare path: read the rest of the file record by record to find where it breaks.
+      readable = _count_readable(path, start)
+      if readable:
+        _check_records(config, parser, path, start, readable, report, stop_at_first)
+      report.num_records += readable
       report.num_bad += 1
       report.problems.append(
-          f"{path}: unreadable after record {start - 1} (truncated or corrupt file: "
-          f"{str(error).splitlines()[-1][:200]})")
+          f"{path}: unreadable after record {start + readable - 1} (truncated or corrupt "
+          f"file: {str(error).splitlines()[-1][:200]})")
       return
     report.num_records += int(records.shape[0])
-    try:
-      _check_batch(parser, records, path, start)
-    except reader.READ_ERRORS:
-      # Rare path: find the bad records of this batch one by one.
-      for offset in range(int(records.shape[0])):
-        try:
-          _check_batch(parser, records[offset:offset + 1], path, start + offset)
-        except reader.READ_ERRORS as error:
-          explained = reader.explain_error(error)
-          message = (str(explained) if isinstance(explained, reader.DataError) else
-                     f"{path}: record {start + offset}: not a valid "
-                     f"{'tf.train.SequenceExample' if config.frame_level else 'tf.train.Example'}"
-                     " (corrupt bytes, or a record of the other YT8M format: "
-                     "frame-level shards need --frame_level)")
-          report.num_bad += 1
-          report.problems.append(message)
-          if stop_at_first:
-            return
+    _check_records(config, parser, path, start, records, report, stop_at_first)
     start += int(records.shape[0])
     if stop_at_first and report.problems:
       return
