@@ -61,13 +61,13 @@ def main(argv):
   top = selection.num_selected_classes(num_classes, 0.1)
   print(f"\n{FLAGS.data}: baseline CNN, {FLAGS.num_epochs} epochs, GAP {metrics['gap']:.4f}; "
         f"ρ(AP, training frequency) = {report['rho_ap_frequency']:.3f}")
-  print("| θ window ends at iteration | ρ(θ, validation AP) | ρ(θ, training frequency) |"
-        + (" planted hard classes in top 10% by θ |" if hard else ""))
-  print("|---|---|---|" + ("---|" if hard else ""))
+  print("| θ window ends at iteration | ρ(θ, validation AP) | ρ(θ, training frequency) | "
+        "ρ(θ, AP) at equal frequency |" + (" planted hard classes in top 10% by θ |" if hard else ""))
+  print("|---|---|---|---|" + ("---|" if hard else ""))
   for window, stats in zip(result["history"], report["windows"]):
     theta = np.array([np.nan if v is None else v for v in window["theta"]])
     line = (f"| {stats['end_iteration']} | {stats['rho_theta_ap']:.3f} | "
-            f"{stats['rho_theta_frequency']:.3f} |")
+            f"{stats['rho_theta_frequency']:.3f} | {stats['rho_theta_ap_given_frequency']:.3f} |")
     if hard:
       chosen = selection.select_neglected_classes(theta, top_k=top)
       chance = len(hard) * top / num_classes

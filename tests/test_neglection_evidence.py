@@ -37,3 +37,8 @@ def test_report_over_windows():
   assert report["windows"][0]["rho_theta_frequency"] == pytest.approx(1.0)
   assert report["windows"][1]["rho_theta_ap"] == pytest.approx(1.0)
   assert report["hard_selected"] == [0] and report["hard_expected_by_chance"] == 0.5
+
+
+def test_partial_correlation_by_hand():
+  # (0.113 - 0.779 * 0.223) / sqrt((1 - 0.779²)(1 - 0.223²)) = -0.0607 / 0.6112 ≈ -0.0994
+  assert evidence.partial_correlation(0.113, 0.779, 0.223) == pytest.approx(-0.0994, abs=1e-3)

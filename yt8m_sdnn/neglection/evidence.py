@@ -37,6 +37,12 @@ def spearman_rank_correlation(first, second) -> float:
   return float((a * b).sum() / denominator) if denominator else float("nan")
 
 
+def partial_correlation(r_xy: float, r_xz: float, r_yz: float) -> float:
+  """Correlation of x and y with z held fixed, from the three pairwise correlations."""
+  denominator = np.sqrt((1 - r_xz ** 2) * (1 - r_yz ** 2))
+  return float((r_xy - r_xz * r_yz) / denominator) if denominator > 0 else float("nan")
+
+
 def _floats(values) -> np.ndarray:
   return np.array([np.nan if value is None else value for value in values], np.float64)
 
@@ -54,19 +60,25 @@ def neglection_report(history: list[dict], class_ap, class_counts,
     selected: the selected classes, to report how many hard ones are among them.
 
   Returns:
-    {"windows": [{end_iteration, rho_theta_ap, rho_theta_frequency}], ...}.
+    {"windows": [{end_iteration, rho_theta_ap, rho_theta_frequency,
+    rho_theta_ap_given_frequency}], "rho_ap_frequency", "hard_selected", ...}.
   """
   class_ap = _floats(class_ap)
   counts = np.asarray(class_counts, np.float64)
+  rho_ap_frequency = spearman_rank_correlation(class_ap, counts)
   windows = []
   for window in history:
     theta = _floats(window["theta"])
+    rho_theta_ap = spearman_rank_correlation(theta, class_ap)
+    rho_theta_frequency = spearman_rank_correlation(theta, counts)
     windows.append({"end_iteration": int(window["end_iteration"]),
-                    "rho_theta_ap": spearman_rank_correlation(theta, class_ap),
-                    "rho_theta_frequency": spearman_rank_correlation(theta, counts)})
+                    "rho_theta_ap": rho_theta_ap, "rho_theta_frequency": rho_theta_frequency,
+                    # θ vs AP among classes of equal frequency (Spearman partial).
+                    "rho_theta_ap_given_frequency": partial_correlation(
+                        rho_theta_ap, rho_theta_frequency, rho_ap_frequency)})
   hard = set(int(c) for c in hard_classes)
   chosen = [int(c) for c in selected]
   return {"windows": windows,
-          "rho_ap_frequency": spearman_rank_correlation(class_ap, counts),
+          "rho_ap_frequency": rho_ap_frequency,
           "hard_selected": sorted(hard.intersection(chosen)),
           "hard_expected_by_chance": len(hard) * len(chosen) / max(counts.size, 1)}
