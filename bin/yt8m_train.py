@@ -1,8 +1,9 @@
-"""Trains the baseline CNN or logistic regression on YT8M shards.
+"""Trains the baseline CNN or logistic regression, or their subclass version, on YT8M shards.
 
 Example:
   yt8m-train --train_data=/data/yt8m/train --train_dir=/tmp/cnn --model=cnn \
       --num_classes=3862 --num_epochs=5
+  yt8m-train ... --subclass_plan=/tmp/plan.npz   # the SCNN of the paper
 """
 
 import os
@@ -11,6 +12,7 @@ from absl import flags, logging
 
 from bin import flag_sets
 from yt8m_sdnn import artifacts, evaluation, models, training
+from yt8m_sdnn.subclass import plan, trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -26,6 +28,9 @@ flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch.")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k for --eval_data.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_string("subclass_plan", None,
+                    "A plan from yt8m-partition: train the subclass model (eq. 11) on the "
+                    "split and augmented classes; the saved model returns class scores.")
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there.")
 flag_sets.define_data_flags()
@@ -42,7 +47,14 @@ def main(argv):
       backup_steps=FLAGS.backup_steps)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   flag_sets.report_skipped(reader_config)
-  result = training.train(train_config, reader_config)
+  arguments = {}
+  if FLAGS.subclass_plan:
+    subclass_plan = plan.load_plan(FLAGS.subclass_plan, expected_num_classes=FLAGS.num_classes,
+                                   expected_feature_size=reader_config.feature_size)
+    arguments = trainer.subclass_training_arguments(
+        subclass_plan, FLAGS.model, reader_config.feature_size, FLAGS.batch_size,
+        FLAGS.weight_decay)
+  result = training.train(train_config, reader_config, **arguments)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,
                result.examples_per_second)
   if FLAGS.eval_data:

@@ -153,3 +153,49 @@ def test_eval_binary_with_skip_corrupt_counts_and_skips(synthetic_dir, tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "1 of 64 records unusable and skipped" in result.stderr
   assert json.loads((train_dir / "eval_metrics.json").read_text())["num_videos"] == 64
+
+
+def test_stage_by_stage_binaries_train_the_subclass_model(synthetic_dir, tmp_path):
+  common = ["--num_classes=12", "--batch_size=64"]
+  neglection_dir, plan_path, scnn_dir = tmp_path / "neglection", tmp_path / "plan.npz", tmp_path / "scnn"
+  result = run_binary("yt8m_neglection", f"--train_data={synthetic_dir}/train",
+                      f"--train_dir={neglection_dir}", "--fraction_of_epoch=1", "--top_k=3",
+                      "--model=logistic", *common)
+  assert result.returncode == 0, result.stderr[-3000:]
+  selected = json.loads((neglection_dir / "neglection.json").read_text())["selected"]
+  assert len(selected) == 3
+  result = run_binary("yt8m_partition", f"--train_data={synthetic_dir}/train",
+                      f"--neglection={neglection_dir}/neglection.json", f"--output={plan_path}",
+                      *common)
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = run_binary("yt8m_train", f"--train_data={synthetic_dir}/train", f"--train_dir={scnn_dir}",
+                      f"--subclass_plan={plan_path}", "--num_epochs=1", *common)
+  assert result.returncode == 0, result.stderr[-3000:]
+  model = keras.saving.load_model(scnn_dir / "model.keras", safe_mode=True)
+  assert model.output_shape == (None, 12)  # class scores, merged from 15 subclass units
+  result = run_binary("yt8m_eval", f"--eval_data={synthetic_dir}/validate",
+                      f"--train_dir={scnn_dir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = run_binary("yt8m_train", f"--train_data={synthetic_dir}/train",
+                      f"--train_dir={tmp_path}/bad", f"--subclass_plan={plan_path}",
+                      "--num_classes=20", "--batch_size=64")
+  assert result.returncode == 1 and "plan is for 12 classes, the data has 20" in result.stderr
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"fraction_of_epoch": 0.0}, "fraction_of_epoch must be > 0"),
+    ({"fraction_of_epoch": 0.1, "tau": 50}, "tau=50 is larger than the 1 iterations run"),
+])
+def test_neglection_stage_rejects_bad_arguments(synthetic_dir, tmp_path, kwargs, message):
+  from yt8m_sdnn.neglection import measure
+  config = reader.ReaderConfig(f"{synthetic_dir}/train", num_classes=12, batch_size=64)
+  with pytest.raises(ValueError, match=message):
+    measure.measure_neglection(training.TrainConfig(train_dir=str(tmp_path)), config, **kwargs)
+
+
+def test_neglection_binary_names_unwritable_train_dir(synthetic_dir, tmp_path):
+  blocked = tmp_path / "file"
+  blocked.write_text("x")
+  result = run_binary("yt8m_neglection", f"--train_data={synthetic_dir}/train",
+                      f"--train_dir={blocked}/sub", "--num_classes=12")
+  assert result.returncode == 1 and f"{blocked}/sub" in result.stderr

@@ -20,11 +20,10 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, evaluation, losses, models, training
+from yt8m_sdnn import artifacts, evaluation, training
 from yt8m_sdnn.data import reader
 from yt8m_sdnn.neglection import measure
-from yt8m_sdnn.subclass import augment as augment_lib
-from yt8m_sdnn.subclass import partition
+from yt8m_sdnn.subclass import partition, trainer
 from yt8m_sdnn.subclass import plan as plan_lib
 
 COMPARISON_FILE = "comparison.json"
@@ -136,26 +135,12 @@ def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.Subclass
 
 def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPlan,
                   split: bool, augment: bool) -> dict:
-  """An SCNN row (or an ablation): the online transform, rebatched to the batch size."""
-  transform = augment_lib.make_subclass_transform(plan, augment=augment, split=split)
-  batch_size = config.train_reader.batch_size
-
-  def dataset_transform(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    # Augmented copies enlarge the batches; rebatching keeps every step at the batch
-    # size, so, as in the paper, the augmented data set simply has more steps.
-    return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).rebatch(batch_size)
-
-  model_name = STAGE_MODELS["baseline"]
-  if not split:
-    return _train_and_evaluate(config, stage, model_name, dataset_transform=dataset_transform)
-  unit_to_class = plan.layout.unit_to_class
-  logits_model, class_model = models.build_subclass_model(
-      model_name, config.train_reader.feature_size, unit_to_class,
-      config.train_reader.num_classes, weight_decay=config.train.weight_decay)
-  loss = losses.SubclassCrossEntropy(unit_to_class=[int(c) for c in unit_to_class])
-  return _train_and_evaluate(config, stage, model_name, model=logits_model, loss=loss,
-                             dataset_transform=dataset_transform, num_outputs=len(unit_to_class),
-                             model_to_save=class_model)
+  """An SCNN row (or an ablation) on the online transform."""
+  arguments = trainer.subclass_training_arguments(
+      plan, STAGE_MODELS["baseline"], config.train_reader.feature_size,
+      config.train_reader.batch_size, config.train.weight_decay, split=split,
+      augment_copies=augment)
+  return _train_and_evaluate(config, stage, STAGE_MODELS["baseline"], **arguments)
 
 
 def _baseline_equal_steps(config: PipelineConfig, sdnn_steps: int) -> dict:

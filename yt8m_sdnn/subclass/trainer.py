@@ -1,0 +1,50 @@
+"""What `training.train` needs to train on a subclass plan: model, loss and data transform.
+
+Shared by `yt8m-train --subclass_plan` and the pipeline's SCNN rows, so both train
+the subclass network the same way: logits model + subclass cross-entropy (eq. 11) on
+the transformed stream, saving the class-probability model.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from yt8m_sdnn import losses, models
+from yt8m_sdnn.subclass import augment
+from yt8m_sdnn.subclass.plan import SubclassPlan
+
+
+def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_size: int,
+                                batch_size: int, weight_decay: float = 5e-4,
+                                split: bool = True, augment_copies: bool = True) -> dict:
+  """Keyword arguments for `training.train` that train on `plan`.
+
+  Args:
+    plan: the subclass plan (`plan.load_plan`).
+    model_name: a name of `models.MODEL_REGISTRY`.
+    feature_size: the input width (checked against the plan).
+    batch_size: the training batch size, restored after the copies are added.
+    weight_decay: L2 coefficient on every kernel.
+    split: train subclasses (False: class labels with the augmented copies only).
+    augment_copies: add eq. (12)'s copies (False: the split alone).
+
+  Returns:
+    {"dataset_transform", and with `split` also "model", "loss", "num_outputs",
+    "model_to_save"}.
+  """
+  plan.check_fits(feature_size=feature_size)
+  transform = augment.make_subclass_transform(plan, augment=augment_copies, split=split)
+
+  def dataset_transform(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    # Copies enlarge the batches; rebatching keeps every step at the batch size, so,
+    # as in the paper, the augmented data set simply has more steps per epoch.
+    return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).rebatch(batch_size)
+
+  arguments = {"dataset_transform": dataset_transform}
+  if split:
+    unit_to_class = [int(c) for c in plan.layout.unit_to_class]
+    logits_model, class_model = models.build_subclass_model(
+        model_name, feature_size, unit_to_class, plan.num_classes, weight_decay=weight_decay)
+    arguments.update(model=logits_model, loss=losses.SubclassCrossEntropy(unit_to_class),
+                     num_outputs=len(unit_to_class), model_to_save=class_model)
+  return arguments
