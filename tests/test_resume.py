@@ -74,3 +74,13 @@ def test_killed_training_resumes_with_same_steps(data_dir, tmp_path):
   resumed = keras.saving.load_model(resumed_dir / "model.keras")
   for expected, actual in zip(reference.get_weights(), resumed.get_weights()):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_deterministic_runs_give_identical_models(data_dir, tmp_path):
+  for name in ("first", "second"):
+    subprocess.run(train_command(data_dir, tmp_path / name), cwd=ROOT, env=run_env(), check=True,
+                   capture_output=True, timeout=300)
+  first = keras.saving.load_model(tmp_path / "first" / "model.keras")
+  second = keras.saving.load_model(tmp_path / "second" / "model.keras")
+  for a, b in zip(first.get_weights(), second.get_weights()):
+    np.testing.assert_array_equal(a, b)

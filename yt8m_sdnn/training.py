@@ -297,6 +297,9 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   artifacts.ensure_writable_dir(train_config.train_dir)
   if train_config.seed is not None:
     keras.utils.set_random_seed(train_config.seed)
+    if reader_config.deterministic:
+      # Seeded ops and an ordered input stream: two runs give identical weights.
+      tf.config.experimental.enable_op_determinism()
   num_outputs = num_outputs or reader_config.num_classes
   if model is None:
     model = models.build_model(train_config.model, reader_config.feature_size, num_outputs,
