@@ -1,179 +1,199 @@
-"""Algorithm 1 as a streaming pass: exact against a direct sort, mergeable, and the plan file."""
+"""Algorithm 1 as streaming passes: exact against a direct sort, ties, merges, bounded memory."""
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import multi_hot, random_videos, write_video_shards
-from yt8m_sdnn import artifacts
+from conftest import random_videos, write_video_shards
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.subclass import augment, partition, plan as plan_lib
+from yt8m_sdnn.subclass import partition
 
-NUM_CLASSES = 6
-SELECTED = [4, 1]
+NAMES = ("toy",)
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("partition")
-  ids, labels, rgb, audio = random_videos(90, NUM_CLASSES, seed=4)
-  write_video_shards(directory, ids, labels, rgb, audio, num_shards=3)
-  # Batches of 10 divide the 30-video shards, so halves and whole see equal batches
-  # (float32 normalization may round differently in differently shaped batches).
-  config = reader.ReaderConfig(str(directory), num_classes=NUM_CLASSES, batch_size=10,
-                               deterministic=True, cycle_length=1)
+def normalized_data(num_examples: int, num_classes: int = 5, seed: int = 0):
+  """Two L2-normalized modalities (8 + 4 wide), concatenated, and random multi-hot labels."""
+  rng = np.random.default_rng(seed)
+  parts = [rng.normal(size=(num_examples, width)) for width in (8, 4)]
+  features = np.concatenate([p / np.linalg.norm(p, axis=1, keepdims=True) for p in parts], 1)
+  labels = (rng.random((num_examples, num_classes)) < 0.4).astype(np.float32)
+  return features.astype(np.float32), labels
+
+
+def dataset_of(features, labels, batch_size: int = 16) -> tf.data.Dataset:
+  return tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size)
+
+
+def direct_split(features, labels, class_id, mean):
+  """Algorithm 1 by np.argsort: (subclass-1 mask of the members, farthest, nearest, members)."""
+  members = np.flatnonzero(labels[:, class_id] > 0.5)
+  distances = np.linalg.norm(features[members].astype(np.float64) - mean, axis=1)
+  order = np.argsort(-distances, kind="stable")  # steps 2-3
+  first = np.zeros(members.size, bool)
+  first[order[:members.size // 2]] = True  # steps 4-5
+  return first, members[order[0]], members[order[-1]], members
+
+
+def test_split_threshold_lies_between_and_keeps_ties():
+  # (3 + 1) / 2 = 2; adjacent doubles: the midpoint rounds onto one of them, so the
+  # threshold must be the lower one for d > t to keep `upper` in subclass 1.
+  upper = np.nextafter(1.0, 2.0)
+  thresholds = partition.split_threshold([3.0, upper, 2.0], [1.0, 1.0, 2.0])
+  assert thresholds.tolist() == [2.0, 1.0, 2.0]
+  assert upper > thresholds[1] >= 1.0
+
+
+@pytest.mark.parametrize("num_bins,max_collected", [(4096, 16384), (8, 3), (4, 0)])
+def test_streaming_split_equals_a_direct_sort(num_bins, max_collected):
+  # (8, 3) and (4, 0) force the finer-histogram and extremes passes.
+  features, labels = normalized_data(300, seed=1)
+  selected = [3, 0, 4]
+  plan = partition.partition_dataset(dataset_of(features, labels), selected, NAMES,
+                                     num_bins=num_bins, max_collected=max_collected)
+  np.testing.assert_allclose(plan.mean, features.astype(np.float64).mean(0), rtol=0, atol=1e-15)
+  for index, class_id in enumerate(selected):
+    first, farthest, nearest, members = direct_split(features, labels, class_id, plan.mean)
+    distances = np.linalg.norm(features[members].astype(np.float64) - plan.mean, axis=1)
+    np.testing.assert_array_equal(distances > plan.thresholds[index], first)
+    np.testing.assert_array_equal(plan.anchors[index], features[[farthest, nearest]])
+    half = members.size // 2
+    assert plan.subclass_counts[index].tolist() == [half, members.size - half]
+  assert plan.layout.num_units == 5 + 3 and plan.feature_names == NAMES
+
+
+def tied_data():
+  """Mean exactly 0 (every vector has its negation); class 0 has distances 3,3,2,2,2,1,1."""
+  members = np.array([[3, 0], [0, 3], [2, 0], [0, 2], [0, -2], [1, 0], [0, 1]], np.float32)
+  features = np.concatenate([members, -members])
+  labels = np.zeros((14, 2), np.float32)
+  labels[:7, 0] = 1
+  labels[7:, 1] = 1
+  return features, labels
+
+
+@pytest.mark.parametrize("max_collected", [16384, 0])
+def test_ties_are_broken_by_order_of_appearance(max_collected):
+  features, labels = tied_data()
+  # Batches of 2: the tied vectors arrive in different batches.
+  plan = partition.partition_dataset(dataset_of(features, labels, 2), [0], NAMES,
+                                     max_collected=max_collected)
+  # n = 7, ⌊7/2⌋ = 3: the 3rd and 4th largest distances are both 2, a tie at the split.
+  # No threshold can cut it: t = 2, so subclass 1 is the two at distance 3 only.
+  assert plan.thresholds.tolist() == [2.0]
+  assert plan.subclass_counts.tolist() == [[2, 5]]
+  # Farthest: (3, 0) before (0, 3); nearest: (1, 0) before (0, 1).
+  np.testing.assert_array_equal(plan.anchors[0], [[3, 0], [1, 0]])
+
+
+def test_classes_with_fewer_than_two_observations():
+  features, labels = normalized_data(40, num_classes=3, seed=2)
+  labels[:, 1] = 0
+  labels[:, 2] = 0
+  labels[7, 2] = 1
+  plan = partition.partition_dataset(dataset_of(features, labels), [1, 2, 0], NAMES)
+  # ⌊0/2⌋ = ⌊1/2⌋ = 0: subclass 1 empty, threshold +inf; the lone video anchors both.
+  assert plan.thresholds[:2].tolist() == [np.inf, np.inf]
+  assert plan.subclass_counts[:2].tolist() == [[0, 0], [0, 1]]
+  np.testing.assert_array_equal(plan.anchors[1], features[[7, 7]])
+
+
+def run_passes(parts, selected, mean, bound, num_bins, max_collected):
+  """The partition protocol over parts (workers): each pass on every part, then merge."""
+  merge = functools.partial(functools.reduce, lambda a, b: a.merge(b))
+  split = merge([partition.split_statistics(p, mean, selected, bound, num_bins) for p in parts])
+  search = partition.SplitSearch.start(split, max_collected)
+  while not search.done:
+    search = search.advance(merge([partition.refine_statistics(p, mean, selected, search)
+                                   for p in parts]))
+  return split, search
+
+
+@pytest.mark.parametrize("num_bins,max_collected", [(4096, 16384), (8, 2)])
+def test_two_halves_merge_into_one_pass(num_bins, max_collected):
+  features, labels = normalized_data(200, seed=3)
+  whole = dataset_of(features, labels, 10)
+  halves = [dataset_of(features[:90], labels[:90], 10), dataset_of(features[90:], labels[90:], 10)]
+  selected = [2, 4, 1]
+  whole_mean = partition.mean_statistics(whole)
+  merged_mean = partition.mean_statistics(halves[0]).merge(partition.mean_statistics(halves[1]))
+  assert merged_mean.count == whole_mean.count == 200
+  assert merged_mean.max_norm == whole_mean.max_norm
+  np.testing.assert_allclose(merged_mean.total, whole_mean.total, rtol=1e-12)
+  mean, bound = whole_mean.mean, whole_mean.distance_bound()
+  whole_split, whole_search = run_passes([whole], selected, mean, bound, num_bins, max_collected)
+  split, search = run_passes(halves, selected, mean, bound, num_bins, max_collected)
+  for name in ("counts", "histogram", "farthest", "nearest", "farthest_vector", "nearest_vector"):
+    np.testing.assert_array_equal(getattr(split, name), getattr(whole_split, name), err_msg=name)
+  np.testing.assert_array_equal(search.thresholds(), whole_search.thresholds())
+  np.testing.assert_array_equal(search.subclass_counts(), whole_search.subclass_counts())
+
+
+def test_statistics_size_does_not_depend_on_the_number_of_examples():
+  selected, num_bins, max_collected = [0, 1, 2], 64, 32
+  sizes = []
+  for num_examples in (1000, 10000):
+    features, labels = normalized_data(num_examples, seed=4)
+    dataset = dataset_of(features, labels, 500)
+    mean_stats = partition.mean_statistics(dataset)
+    split = partition.split_statistics(dataset, mean_stats.mean, selected,
+                                       mean_stats.distance_bound(), num_bins)
+    search = partition.SplitSearch.start(split, max_collected)
+    refine = partition.refine_statistics(dataset, mean_stats.mean, selected, search)
+    sizes.append((mean_stats.nbytes, split.nbytes, search.nbytes))
+    # Collected distances are capped per class.
+    assert refine.nbytes <= len(selected) * (num_bins * 8 + 16 + max_collected * 16)
+  assert sizes[0] == sizes[1]
+  # 12 features: Σx; 3 classes: counts, 64 bins, 2 distances, 2 float32 vectors.
+  assert sizes[0][1] == 3 * (8 + 64 * 8 + 2 * 8 + 2 * 12 * 4)
+
+
+def test_refuses_what_algorithm1_cannot_do():
+  features, labels = normalized_data(20)
+  dataset = dataset_of(features, labels)
+  with pytest.raises(ValueError, match="num_subclasses must be 2"):
+    partition.partition_dataset(dataset, [0], NAMES, num_subclasses=3)
+  with pytest.raises(ValueError, match=r"selected class ids \[7\] are outside \[0, 5\)"):
+    partition.partition_dataset(dataset, [0, 7], NAMES)
+  with pytest.raises(ValueError, match="repeat"):
+    partition.partition_dataset(dataset, [1, 1], NAMES)
+  with pytest.raises(ValueError, match="batched"):
+    partition.partition_dataset(dataset.unbatch(), [0], NAMES)
+  with pytest.raises(ValueError, match="repeats forever"):
+    partition.partition_dataset(dataset.repeat(), [0], NAMES)
+
+
+def test_a_dataset_that_changes_between_passes_is_refused():
+  features, labels = normalized_data(100)
+  passes = iter(range(1000))
+
+  def shifted_each_pass():
+    # Every pass over the data sees it shifted differently (an unseeded augmentation
+    # would too, but a global seed set by another test could make it repeat).
+    shift = np.float32(next(passes))
+    for start in range(0, 100, 16):
+      yield features[start:start + 16] * (1 + shift), labels[start:start + 16]
+
+  noisy = tf.data.Dataset.from_generator(shifted_each_pass, output_signature=(
+      tf.TensorSpec([None, features.shape[1]], tf.float32),
+      tf.TensorSpec([None, labels.shape[1]], tf.float32)))
+  with pytest.raises(ValueError, match="different observations in different passes"):
+    partition.partition_dataset(noisy, [0, 1], NAMES, num_bins=4, max_collected=1)
+
+
+def test_partition_shards_reads_yt8m_shards(tmp_path):
+  ids, label_lists, rgb, audio = random_videos(40, 6, seed=5)
+  write_video_shards(tmp_path, ids, label_lists, rgb, audio, num_shards=2)
+  config = reader.ReaderConfig(str(tmp_path), num_classes=6, batch_size=8)
+  plan = partition.partition_shards(config, [4, 1])
   batches = list(reader.build_dataset(config))
   features = np.concatenate([b[0].numpy() for b in batches])
-  label_matrix = np.concatenate([b[1].numpy() for b in batches])
-  return directory, config, features, label_matrix
-
-
-def test_algorithm1_in_memory_against_a_direct_sort():
-  features = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 1.0], [2.0, 2.0], [0.5, 0.0]])
-  mean = np.zeros(2)
-  # Distances 0, 3, 1, 2.83, 0.5: n = 5, ⌊5/2⌋ = 2 farthest (rows 1 and 3) form subclass 1.
-  first, farthest, nearest = partition.algorithm1_split(features, mean)
-  assert first.tolist() == [False, True, False, True, False]
-  assert (farthest, nearest) == (1, 0)
-
-
-def test_streaming_pass_reproduces_algorithm1_exactly(shards):
-  directory, config, features, labels = shards
-  plan = partition.partition_shards(config, SELECTED)
-  mean = features.astype(np.float64).mean(0)
-  np.testing.assert_allclose(plan.mean, mean, rtol=1e-5, atol=1e-7)
-  for index, class_id in enumerate(SELECTED):
-    members = features[labels[:, class_id] == 1]
-    first, farthest, nearest = partition.algorithm1_split(members, plan.mean)
-    distances = np.linalg.norm(members - plan.mean, axis=1)
-    # The threshold rule d > threshold gives exactly Algorithm 1's subclass 1.
+  labels = np.concatenate([b[1].numpy() for b in batches])
+  assert plan.feature_size == 1152 and plan.feature_names == tuple(config.feature_names)
+  for index, class_id in enumerate([4, 1]):
+    first, _, _, members = direct_split(features, labels, class_id, plan.mean)
+    distances = np.linalg.norm(features[members].astype(np.float64) - plan.mean, axis=1)
     np.testing.assert_array_equal(distances > plan.thresholds[index], first)
-    np.testing.assert_array_equal(plan.anchors[index, 0], members[farthest])
-    np.testing.assert_array_equal(plan.anchors[index, 1], members[nearest])
-    assert plan.subclass_counts[index].tolist() == [len(members) // 2, len(members) - len(members) // 2]
-
-
-def test_two_halves_merge_into_one_pass(shards):
-  directory, config, _, _ = shards
-  halves = [dataclasses.replace(config, data_pattern=f"{directory}/train00.tfrecord"),
-            dataclasses.replace(config, data_pattern=f"{directory}/train01.tfrecord,"
-                                                     f"{directory}/train02.tfrecord")]
-  whole_mean = partition.mean_statistics(config)
-  parts = [partition.mean_statistics(half) for half in halves]
-  merged_mean = parts[0].merge(parts[1])
-  assert merged_mean.count == whole_mean.count == 90
-  np.testing.assert_allclose(merged_mean.total, whole_mean.total, rtol=1e-12)
-  mean = whole_mean.mean
-  whole_split = partition.split_statistics(config, mean, SELECTED)
-  merged_split = (partition.split_statistics(halves[0], mean, SELECTED)
-                  .merge(partition.split_statistics(halves[1], mean, SELECTED)))
-  for field in ("counts", "histogram", "farthest", "nearest", "farthest_vector", "nearest_vector"):
-    np.testing.assert_array_equal(getattr(merged_split, field), getattr(whole_split, field))
-  whole_boundary = partition.boundary_statistics(config, mean, SELECTED, whole_split)
-  merged_boundary = (partition.boundary_statistics(halves[0], mean, SELECTED, whole_split)
-                     .merge(partition.boundary_statistics(halves[1], mean, SELECTED, whole_split)))
-  np.testing.assert_array_equal(partition.thresholds_from(merged_split, merged_boundary),
-                                partition.thresholds_from(whole_split, whole_boundary))
-
-
-def test_statistics_memory_does_not_grow_with_videos():
-  small = partition.SplitStatistics.empty(386, 1152, 4096, 2.83)
-  rng = np.random.default_rng(0)
-  for num_pairs in (100, 10000):
-    classes = rng.integers(0, 386, num_pairs)
-    distances = rng.random(num_pairs)
-    features = rng.random((num_pairs, 1152)).astype(np.float32)
-    small.update(features, np.arange(num_pairs), classes, distances)
-    sizes = sum(getattr(small, f).nbytes for f in ("counts", "histogram", "farthest",
-                                                   "farthest_vector", "nearest", "nearest_vector"))
-    assert sizes == 386 * (8 + 4096 * 8 + 8 + 1152 * 4 + 8 + 1152 * 4)
-
-
-def test_plan_round_trip_and_mismatch(shards, tmp_path):
-  _, config, _, _ = shards
-  plan = partition.partition_shards(config, SELECTED, extrapolation=0.25)
-  path = str(tmp_path / "plan.npz")
-  plan_lib.save_plan(path, plan)
-  loaded = plan_lib.load_plan(path, expected_num_classes=NUM_CLASSES, expected_feature_size=1152)
-  for field in ("selected", "mean", "thresholds", "anchors", "subclass_counts"):
-    np.testing.assert_array_equal(getattr(loaded, field), getattr(plan, field))
-  assert loaded.extrapolation == 0.25 and loaded.layout.unit_to_class.tolist() == [0, 1, 2, 3, 4, 5, 4, 1]
-  with pytest.raises(artifacts.ArtifactError, match="plan is for 6 classes, the data has 3862"):
-    plan_lib.load_plan(path, expected_num_classes=3862)
-  with pytest.raises(artifacts.ArtifactError, match="1152-wide features"):
-    plan_lib.load_plan(path, expected_feature_size=1024)
-
-
-def test_corrupt_plan_files_are_named(tmp_path):
-  garbage = tmp_path / "plan.npz"
-  garbage.write_bytes(b"not a zip")
-  with pytest.raises(artifacts.ArtifactError, match="plan.npz: not a readable"):
-    plan_lib.load_plan(str(garbage))
-  artifacts.write_npz(str(tmp_path / "other.npz"), {"mean": np.zeros(3)})
-  with pytest.raises(artifacts.ArtifactError, match="not a subclass plan"):
-    plan_lib.load_plan(str(tmp_path / "other.npz"))
-
-
-def test_only_two_subclasses(shards):
-  with pytest.raises(ValueError, match="num_subclasses must be 2"):
-    partition.partition_shards(shards[1], SELECTED, num_subclasses=3)
-
-
-def small_plan(extrapolation=0.5):
-  # Two features, three classes, class 2 then class 0 split.
-  return plan_lib.SubclassPlan(
-      num_classes=3, feature_names=("mean_rgb",), feature_sizes=(2,),
-      selected=np.array([2, 0]), mean=np.zeros(2, np.float32),
-      thresholds=np.array([1.0, 1.0]),
-      anchors=np.array([[[4.0, 0.0], [0.0, 0.5]], [[0.0, 4.0], [0.5, 0.0]]], np.float32),
-      subclass_counts=np.array([[1, 1], [1, 1]]), extrapolation=extrapolation)
-
-
-def test_transform_labels_and_extrapolates_exactly():
-  transform = augment.make_subclass_transform(small_plan())
-  features = tf.constant([[2.0, 0.0], [0.5, 0.0], [0.0, 3.0], [0.2, 0.2]])
-  labels = tf.constant([[0, 0, 1], [1, 0, 1], [1, 1, 0], [0, 1, 0]], tf.float32)
-  new_features, new_labels = (t.numpy() for t in transform(features, labels))
-  # Units: [0, 1, 2, 2', 0']. Row 0: class 2, d=2 > 1 -> subclass 1 (unit 2).
-  # Row 1: classes 0 and 2, d=0.5 -> subclass 2 of both (units 2', 0').
-  # Row 2: classes 0, 1; d=3 -> class 0 subclass 1 (unit 0). Row 3: class 1 only.
-  np.testing.assert_array_equal(new_labels[:4], [[0, 0, 1, 0, 0], [0, 0, 0, 1, 1],
-                                                 [1, 1, 0, 0, 0], [0, 1, 0, 0, 0]])
-  # Copies of rows 0, 1, 2 (row 3 has no selected class), same labels.
-  np.testing.assert_array_equal(new_labels[4:], new_labels[:3])
-  # Row 0: class 2 (first in plan order), subclass 1, anchor (4, 0):
-  #   0.5 * ((2, 0) - (4, 0)) + (2, 0) = (1, 0).
-  # Row 1: class 2 first, subclass 2, anchor (0, 0.5): 0.5 * (0.5, -0.5) + (0.5, 0) = (0.75, -0.25).
-  # Row 2: class 0 only selected one, subclass 1, anchor (0, 4): 0.5 * (0, -1) + (0, 3) = (0, 2.5).
-  np.testing.assert_allclose(new_features[4:], [[1.0, 0.0], [0.75, -0.25], [0.0, 2.5]])
-
-
-def test_ablation_transforms():
-  features = tf.constant([[2.0, 0.0], [0.2, 0.2]])
-  labels = tf.constant([[0, 0, 1], [0, 1, 0]], tf.float32)
-  split_only = augment.make_subclass_transform(small_plan(), augment=False)
-  x, y = split_only(features, labels)
-  assert x.shape == (2, 2) and y.numpy().tolist() == [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]
-  augment_only = augment.make_subclass_transform(small_plan(), split=False)
-  x, y = augment_only(features, labels)
-  assert x.shape == (3, 2) and y.numpy().tolist() == [[0, 0, 1], [0, 1, 0], [0, 0, 1]]
-
-
-def test_transform_in_a_dataset_with_rebatch(shards):
-  _, config, _, _ = shards
-  plan = partition.partition_shards(config, SELECTED)
-  dataset = reader.build_dataset(config).map(augment.make_subclass_transform(plan)).rebatch(16)
-  sizes = [int(x.shape[0]) for x, _ in dataset]
-  assert all(size == 16 for size in sizes[:-1])
-  assert sum(sizes) == 90 + int(plan.subclass_counts.sum() - 0) - _overlap(shards, plan)
-
-
-def _overlap(shards, plan):
-  """Videos in both selected classes count once among the copies."""
-  labels = shards[3]
-  in_any = (labels[:, SELECTED] == 1).any(1).sum()
-  return int(plan.subclass_counts.sum() - in_any)

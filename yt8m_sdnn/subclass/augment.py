@@ -1,71 +1,178 @@
 """The online subclass transform: subclass labels (Algorithm 1) and λ-extrapolation (eq. 12).
 
-Given a plan, `make_subclass_transform` maps a batch of (features, class labels) to
-(features', subclass labels) inside tf.data, vectorized over the batch:
-- Split: for a selected class i, an observation with ‖x − m‖ > threshold_i is in
-  subclass 1 (class i's own unit), otherwise in subclass 2 (its appended unit); the
-  labels of the other classes are copied.
+Training reads the ordinary shards; this `dataset.map` function turns each batch of
+(features, class labels) into (features', subclass labels), vectorized over the batch,
+so the subclass data set never exists on disk.
+
+- Split: an observation of selected class i goes to subclass 1 (class i's own unit)
+  when ‖x − m‖ > threshold_i, else to subclass 2 (the unit appended for class i)
+  (Algorithm 1); a k-means plan uses the nearest centroid instead. Labels of the
+  other classes are copied.
 - Augment: every observation positive for at least one selected class gets one copy
-  x' = λ(x − x̌_{i,j}) + x carrying the same labels, so each neglected class doubles as
-  in the paper. Multilabel rules: an observation in several selected classes is
-  labelled in the subclasses of each of them; its single copy extrapolates from the
-  anchor of its most neglected selected class (first in the plan's order), the anchor of
-  the subclass j it belongs to there.
-The copies follow the originals in the output batch, whose size therefore varies;
-`dataset.rebatch(batch_size)` restores a fixed batch size.
+  x' = λ(x − x̌_{i,j}) + x (eq. 12) carrying the same labels, so each selected class
+  doubles in size as in the paper.
+- Multilabel rules: an observation in several selected classes is labelled in the
+  subclass it falls into for each of them; its single copy extrapolates from the anchor
+  of its most neglected selected class (the first in the plan's order) and of the
+  subclass j it belongs to there.
+- Output order: the batch's originals, then the copies in the order of their
+  originals. The output batch is therefore larger and of varying size; follow with
+  `dataset.rebatch(batch_size)` (or `unbatch().batch(...)`) where a fixed size matters.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
-from yt8m_sdnn.subclass.plan import SubclassPlan
+from yt8m_sdnn.subclass import plan as plan_lib
+from yt8m_sdnn.subclass.partition import distances_to_mean
 
 
-def make_subclass_transform(plan: SubclassPlan, augment: bool = True,
-                            split: bool = True) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
-  """Returns `fn(features, labels) -> (features, labels)` for `dataset.map`.
+def _first_index(mask: tf.Tensor) -> tf.Tensor:
+  """Per row, the first column where `mask` holds (its width where none does)."""
+  width = tf.shape(mask, out_type=tf.int64)[1]
+  columns = tf.range(width)[None, :]
+  return tf.reduce_min(tf.where(mask, columns, width), axis=1)
+
+
+def _assign(features: tf.Tensor, members: tf.Tensor, plan: plan_lib.SubclassPlan) -> tf.Tensor:
+  """(batch, k) int64 subclass of each row in each selected class it is a member of, else -1."""
+  if plan.method == plan_lib.ALGORITHM1:
+    # Distances of the rows in a selected class only, as in the partition passes.
+    rows = tf.where(tf.reduce_any(members, axis=1))[:, 0]
+    distances = distances_to_mean(tf.gather(features, rows), tf.constant(plan.mean, tf.float64))
+    far = distances[:, None] > tf.constant(plan.thresholds, tf.float64)[None, :]
+    subclasses = tf.scatter_nd(rows[:, None], tf.where(far, tf.constant(0, tf.int64), 1),
+                               tf.shape(members, out_type=tf.int64))
+    return tf.where(members, subclasses, -1)
+  pairs = tf.where(members)
+  centroids = tf.gather(tf.constant(plan.centroids, tf.float64), pairs[:, 1])  # (p, H, f)
+  points = tf.cast(tf.gather(features, pairs[:, 0]), tf.float64)[:, None, :]
+  squared = tf.reduce_sum(tf.square(points - centroids), axis=2)
+  nearest = _first_index(tf.equal(squared, tf.reduce_min(squared, axis=1, keepdims=True)))
+  return tf.tensor_scatter_nd_update(
+      tf.fill(tf.shape(members, out_type=tf.int64), tf.constant(-1, tf.int64)), pairs, nearest)
+
+
+def assign_subclasses(features: tf.Tensor, labels: tf.Tensor,
+                      plan: plan_lib.SubclassPlan) -> tf.Tensor:
+  """The subclass of every observation in every selected class.
+
+  Algorithm 1 plans compare ‖x − m‖ with the class threshold (d > threshold →
+  subclass 0, i.e. subclass 1 of the paper); k-means plans take the nearest centroid
+  of the class (the first on a tie), computed in float64 on the (observation, class)
+  pairs only.
 
   Args:
-    plan: from `partition.partition_shards` or `plan.load_plan`.
-    augment: add the eq. (12) copies (False: the "split only" ablation).
-    split: relabel into subclasses (False: class labels stay, the "augment only"
-      ablation).
+    features: (batch, f) features.
+    labels: (batch, num_classes) multi-hot class labels.
+    plan: the subclass plan.
+
+  Returns:
+    (batch, k) int64: the 0-based subclass of row b in selected class s, -1 where row b
+    is not in that class.
 
   Example:
-    dataset = reader.build_dataset(config).map(make_subclass_transform(plan))
+    subclasses = assign_subclasses(features, labels, plan)  # [[0, -1], [-1, 1]]
   """
-  selected = tf.constant(plan.selected, tf.int32)
-  mean = tf.constant(plan.mean, tf.float32)
-  thresholds = tf.constant(plan.thresholds, tf.float32)
-  anchors = tf.constant(plan.anchors, tf.float32)  # (k, 2, f)
+  members = tf.gather(labels, tf.constant(plan.selected), axis=1) > 0.5
+  return _assign(features, members, plan)
+
+
+def _unit_sources(plan: plan_lib.SubclassPlan) -> tuple[np.ndarray, np.ndarray]:
+  """How the layout places each selected class's subclasses.
+
+  Returns (own_subclass, appended): the subclass that keeps each selected class's own
+  unit, and for every appended unit num_classes, num_classes + 1, ... the (selected
+  index, subclass) it stands for. Read from `class_units`, not assumed.
+  """
+  layout = plan.layout
+  own_subclass = np.zeros(plan.selected.size, np.int64)
+  appended = np.zeros((layout.num_units - plan.num_classes, 2), np.int64)
+  for index, class_id in enumerate(plan.selected):
+    for subclass, unit in enumerate(layout.class_units(int(class_id))):
+      if unit == class_id:
+        own_subclass[index] = subclass
+      else:
+        appended[unit - plan.num_classes] = index, subclass
+  return own_subclass, appended
+
+
+def _appended_labels(subclasses: tf.Tensor, appended: np.ndarray, num_subclasses: int,
+                     dtype: tf.DType) -> tf.Tensor:
+  """(batch, num_units - num_classes) labels of the appended units."""
+  k = subclasses.shape[1]
+  standard = np.stack(np.meshgrid(np.arange(k), np.arange(1, num_subclasses), indexing="ij"),
+                      axis=-1).reshape(-1, 2)
+  if np.array_equal(appended, standard):
+    # The layout's convention (subclass j ≥ 1 of selected class s at s·(H−1) + j − 1):
+    # an elementwise comparison, no column gather (slow on CPU).
+    hits = tf.equal(subclasses[:, :, None], tf.range(1, num_subclasses, dtype=tf.int64))
+    return tf.reshape(tf.cast(hits, dtype), [tf.shape(subclasses)[0], -1])
+  picked = tf.gather(subclasses, tf.constant(appended[:, 0]), axis=1)
+  return tf.cast(tf.equal(picked, tf.constant(appended[:, 1])[None, :]), dtype)
+
+
+def make_subclass_transform(plan: plan_lib.SubclassPlan, augment: bool = True,
+                            split: bool = True) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
+  """Returns `fn(features, labels) -> (features', labels')` for `dataset.map`.
+
+  Args:
+    plan: from `partition.partition_dataset`, `in_memory.partition_in_memory` or
+      `plan.load_plan`.
+    augment: append the eq. (12) copies; False gives the "split only" ablation.
+    split: relabel into `plan.layout.num_units` subclass units; False keeps the class
+      labels, the "augmentation without split" ablation.
+
+  Returns:
+    A function of a batch of (batch, f) features and (batch, num_classes) multi-hot
+    labels. Its output has batch + (rows in a selected class) rows when `augment`,
+    the originals first; labels have `plan.layout.num_units` columns when `split`.
+
+  Example:
+    transform = make_subclass_transform(plan)
+    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).rebatch(512)
+  """
+  own_subclass, appended = _unit_sources(plan)
+  own_subclass = tf.constant(own_subclass)
+  selected = tf.constant(plan.selected)
+  anchors = tf.constant(plan.anchors)  # (k, H, f)
   extrapolation = float(plan.extrapolation)
-  num_classes = plan.num_classes
+  num_subclasses = plan.num_subclasses
+  num_units = plan.layout.num_units if split else plan.num_classes
+
+  def relabel(labels, members, subclasses):
+    # A split class's own column keeps only the members of its own subclass: the few
+    # other (row, class) pairs are cleared, so no full-width column gather (slow on
+    # CPU) is needed.
+    moved = tf.where(members & tf.not_equal(subclasses, own_subclass[None, :]))
+    class_part = tf.tensor_scatter_nd_update(
+        labels, tf.stack([moved[:, 0], tf.gather(selected, moved[:, 1])], axis=1),
+        tf.zeros(tf.shape(moved)[:1], labels.dtype))
+    return tf.concat(
+        [class_part, _appended_labels(subclasses, appended, num_subclasses, labels.dtype)],
+        axis=1)
 
   def transform(features, labels):
-    members = tf.gather(labels, selected, axis=1) > 0.5  # (B, k)
-    distances = tf.norm(features - mean[None, :], axis=1)
-    far = distances[:, None] > thresholds[None, :]  # subclass 1 when True
-    if split:
-      first = tf.cast(members & far, labels.dtype)
-      second = tf.cast(members & tf.logical_not(far), labels.dtype)
-      # Class i's own column keeps only its subclass-1 members; subclass 2 is appended.
-      own_columns = tf.tensor_scatter_nd_update(
-          tf.transpose(labels), selected[:, None], tf.transpose(first))
-      new_labels = tf.concat([tf.transpose(own_columns), second], axis=1)
-      new_labels = tf.ensure_shape(new_labels, [None, num_classes + plan.selected.size])
-    else:
-      new_labels = labels
+    members = tf.gather(labels, selected, axis=1) > 0.5  # (batch, k)
+    subclasses = _assign(features, members, plan)
+    new_labels = relabel(labels, members, subclasses) if split else labels
+    new_labels = tf.ensure_shape(new_labels, [None, num_units])
     if not augment:
       return features, new_labels
-    has_member = tf.reduce_any(members, axis=1)
-    chosen = tf.argmax(tf.cast(members, tf.int32), axis=1, output_type=tf.int32)  # first True
-    subclass = tf.where(tf.gather(far, chosen, axis=1, batch_dims=1), 0, 1)
-    anchor = tf.gather_nd(anchors, tf.stack([chosen, subclass], axis=1))
-    copies = extrapolation * (features - anchor) + features  # Eq. (12)
-    return (tf.concat([features, tf.boolean_mask(copies, has_member)], axis=0),
-            tf.concat([new_labels, tf.boolean_mask(new_labels, has_member)], axis=0))
+    member = subclasses >= 0
+    rows = tf.where(tf.reduce_any(member, axis=1))[:, 0]
+    # The most neglected selected class of each row: first in the plan's order.
+    first = tf.gather(_first_index(member), rows)
+    subclass = tf.gather_nd(subclasses, tf.stack([rows, first], axis=1))
+    anchor = tf.cast(tf.gather_nd(anchors, tf.stack([first, subclass], axis=1)), features.dtype)
+    originals = tf.gather(features, rows)
+    copies = extrapolation * (originals - anchor) + originals  # Eq. (12)
+    # Originals then copies: one gather over the wide label matrix.
+    order = tf.concat([tf.range(tf.shape(labels, out_type=tf.int64)[0]), rows], axis=0)
+    return tf.concat([features, copies], axis=0), tf.gather(new_labels, order)
 
   return transform

@@ -1,72 +1,173 @@
-"""Algorithm 1 as a streaming pass over the training shards, with mergeable statistics.
+"""Algorithm 1 as a few streaming passes over a tf.data dataset, with mergeable statistics.
 
-Algorithm 1 splits each selected class at the median of its observations' distances
-to the global mean m: the ⌊n_i/2⌋ farthest form subclass 1, the rest subclass 2; the
-farthest and the nearest observation are the anchors of eq. (12). Done literally it
-sorts every class's observations; here it takes three streaming passes whose memory
-is bounded by the selected classes and the feature width, not the number of videos:
+Algorithm 1 sorts the observations of a selected class i by their distance
+d = ‖x − m‖ to the global mean m, puts the ⌊n_i/2⌋ farthest in subclass 1 and the
+rest in subclass 2, and keeps the farthest and the nearest observation as the anchors
+x̌_{i,1}, x̌_{i,2} of eq. (12). A sort needs the class in memory, which millions of
+videos forbid. Here the split becomes a per-class distance threshold, found in
+streaming passes whose state is bounded by the selected classes × (feature width +
+histogram bins), never by the number of videos:
 
-1. `MeanStatistics`: Σx (float64) and the count, so m = Σx / n.
-2. `SplitStatistics`: per selected class the count, the farthest and nearest distance
-   with their feature vectors (the anchors), and a histogram of d = ‖x − m‖ over
-   `num_bins` fixed bins on [0, 2√M] (each of the M modalities is L2-normalized, so
-   ‖x‖ ≤ √M and ‖m‖ ≤ √M bound d). The histogram tells which bin holds the ⌊n_i/2⌋-th
-   and the next largest distance.
-3. `BoundaryStatistics`: the exact distances that fall in those one or two bins
-   (about n_i / (occupied bins) values per class), from which the threshold is the
-   midpoint between the ⌊n_i/2⌋-th and the next largest distance. The online
-   transform then reproduces Algorithm 1's split exactly: d > threshold → subclass 1.
+1. `MeanStatistics`: Σx (float64), the count and the largest ‖x‖ → m and a bound on d.
+2. `SplitStatistics`: per selected class the count, the farthest and the nearest
+   distance with their feature vectors (the anchors), and a histogram of d in
+   `num_bins` bins over [0, max ‖x‖ + ‖m‖]. It tells the bins of the ⌊n_i/2⌋-th and
+   the (⌊n_i/2⌋+1)-th largest distance.
+3. `RefineStatistics` (usually once): per class, the exact distances in those bins
+   when there are at most `max_collected` of them; else the smallest distance of the
+   upper bin and the largest of the lower one when the two ranks lie in different
+   bins; else a finer histogram of the one crowded bin, and the pass repeats
+   (`SplitSearch` carries the search between passes; bins are refined on the float64
+   bit pattern, so at most a handful of refinements ever happen).
 
-Each statistics object merges with another of disjoint shards by addition, max/min
-and concatenation (`merge`), so the pass splits over workers; the merge is exact
-(float64 sums may differ from a single pass by rounding only). Ties in distance keep
-the observation met first (and the left operand of `merge`).
+The threshold is the midpoint between the ⌊n_i/2⌋-th and the next largest distance, so
+the online transform reproduces Algorithm 1's split exactly with `d > threshold` →
+subclass 1. Distances are float64, computed by the one function `distances_to_mean`
+in the passes and in the transform alike.
+
+Ties in distance: an anchor is the first observation in the dataset's order with the
+largest (smallest) distance; in `merge`, the left operand counts as earlier. Exact ties
+*at* the split point cannot be cut by a threshold: tied observations all go to
+subclass 2, and the plan's `subclass_counts` record the sizes that result (only
+duplicated videos produce such ties).
+
+Each statistics object is a dataclass of numpy arrays with `merge(other)`: the same pass
+over disjoint sets of shards merges into the pass over all of them (integers exactly,
+float64 sums up to rounding), so each pass can be spread over workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Sequence
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from yt8m_sdnn.data import reader
+from yt8m_sdnn.data import formats
 from yt8m_sdnn.subclass import plan as plan_lib
 
 DEFAULT_NUM_BINS = 4096
+# Distances collected per class in the refining pass; more than that and the window
+# is refined instead. Memory: 16 bytes per collected distance.
+DEFAULT_MAX_COLLECTED = 16384
+# Refining shrinks the key range of a crowded bin by `num_bins` per pass; 64-bit keys
+# bound the passes far below this.
+MAX_PASSES = 32
+
+_KEY_MAX = np.iinfo(np.int64).max
+# Coarse bin edges are recomputed on the host; widening them by this relative margin
+# keeps every member inside its window despite rounding (the coarse bin test is exact).
+_EDGE_MARGIN = 1e-9
+
+# The passes run where tf.data runs the online transform, so that both compute the
+# same float64 distances bit for bit (a GPU reduction may round differently).
+PASS_DEVICE = "/CPU:0"
+
+# Modes of a selected class in the search.
+DONE, ZOOM, COLLECT, EXTREMES = 0, 1, 2, 3
+
+
+def distances_to_mean(features: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
+  """‖x − m‖ of every row, in float64.
+
+  The partition and the online transform must compute bit-identical distances, or an
+  observation next to a threshold could change subclass; this one function is used by
+  both. Each row's sum is independent of the other rows (checked on CPU for batch
+  sizes 1 to 2000 and permuted rows).
+
+  Args:
+    features: (batch, f) float features.
+    mean: (f,) float64 m.
+
+  Returns:
+    (batch,) float64 distances.
+  """
+  # Algorithm 1, step 1.
+  difference = tf.cast(features, tf.float64) - tf.cast(mean, tf.float64)
+  return tf.sqrt(tf.reduce_sum(tf.square(difference), axis=1))
+
+
+def split_threshold(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+  """A distance t with lower ≤ t < upper, midway when possible; `upper` on a tie.
+
+  Algorithm 1, steps 3-5: with upper the ⌊n/2⌋-th and lower the (⌊n/2⌋+1)-th largest
+  distance, `d > t` selects exactly the ⌊n/2⌋ farthest observations (barring ties).
+  """
+  upper = np.asarray(upper, np.float64)
+  lower = np.asarray(lower, np.float64)
+  midpoint = (upper + lower) / 2.0
+  # Adjacent doubles: the midpoint can round up onto `upper`.
+  between = np.where(midpoint < upper, midpoint, lower)
+  return np.where(upper > lower, between, upper)
 
 
 @dataclasses.dataclass
 class MeanStatistics:
-  """Pass 1: Σx and the number of observations."""
+  """Pass 1: Σx in float64, the number of observations and the largest ‖x‖.
+
+  Attributes:
+    total: (f,) float64 Σx.
+    count: observations.
+    max_norm: the largest ‖x‖ seen; ‖x − m‖ ≤ max_norm + ‖m‖ bounds the histogram.
+  """
   total: np.ndarray
   count: int = 0
+  max_norm: float = 0.0
 
   @classmethod
   def empty(cls, feature_size: int) -> "MeanStatistics":
     return cls(total=np.zeros(feature_size, np.float64))
 
   def merge(self, other: "MeanStatistics") -> "MeanStatistics":
-    return MeanStatistics(self.total + other.total, self.count + other.count)
+    return MeanStatistics(self.total + other.total, self.count + other.count,
+                          max(self.max_norm, other.max_norm))
+
+  @property
+  def nbytes(self) -> int:
+    return self.total.nbytes + 16
 
   @property
   def mean(self) -> np.ndarray:
+    """m, float64.
+
+    Raises:
+      ValueError: when no observation was read, or the features hold NaN or inf.
+    """
     if not self.count:
-      raise ValueError("no observation was read: the mean is undefined")
-    return (self.total / self.count).astype(np.float32)
+      raise ValueError("the dataset yielded no observation: the mean m is undefined")
+    mean = self.total / self.count
+    if not np.all(np.isfinite(mean)) or not np.isfinite(self.max_norm):
+      raise ValueError("the features contain NaN or inf: the mean m is not finite")
+    return mean
+
+  def distance_bound(self) -> float:
+    """An upper bound of every ‖x − m‖: max ‖x‖ + ‖m‖ (1.0 for all-zero features)."""
+    bound = self.max_norm + float(np.linalg.norm(self.mean))
+    return bound if bound > 0 else 1.0
 
 
 @dataclasses.dataclass
 class SplitStatistics:
-  """Pass 2, per selected class: counts, anchors and the histogram of distances."""
-  counts: np.ndarray          # (k,) int64
-  histogram: np.ndarray       # (k, num_bins) int64
-  farthest: np.ndarray        # (k,) float64, -inf before any observation
-  farthest_vector: np.ndarray  # (k, f) float32
-  nearest: np.ndarray         # (k,) float64, +inf before any observation
-  nearest_vector: np.ndarray  # (k, f) float32
+  """Pass 2, per selected class: counts, anchors and a histogram of distances.
+
+  Attributes:
+    counts: (k,) int64 n_i.
+    histogram: (k, num_bins) int64 counts of d in equal bins over [0, max_distance];
+      larger distances (rounding only) fall in the last bin.
+    farthest: (k,) float64 largest d, -inf before any observation.
+    farthest_vector: (k, f) float32 its observation, x̌_{i,1}.
+    nearest: (k,) float64 smallest d, +inf before any observation.
+    nearest_vector: (k, f) float32 its observation, x̌_{i,2}.
+    max_distance: the histogram range.
+  """
+  counts: np.ndarray
+  histogram: np.ndarray
+  farthest: np.ndarray
+  farthest_vector: np.ndarray
+  nearest: np.ndarray
+  nearest_vector: np.ndarray
   max_distance: float
 
   @classmethod
@@ -75,9 +176,14 @@ class SplitStatistics:
     return cls(np.zeros(num_selected, np.int64), np.zeros((num_selected, num_bins), np.int64),
                np.full(num_selected, -np.inf), np.zeros((num_selected, feature_size), np.float32),
                np.full(num_selected, np.inf), np.zeros((num_selected, feature_size), np.float32),
-               max_distance)
+               float(max_distance))
 
   def merge(self, other: "SplitStatistics") -> "SplitStatistics":
+    if other.histogram.shape != self.histogram.shape or other.max_distance != self.max_distance:
+      raise ValueError("cannot merge split statistics of different bins: "
+                       f"{self.histogram.shape} over [0, {self.max_distance}] and "
+                       f"{other.histogram.shape} over [0, {other.max_distance}]")
+    # Strict comparisons: on a tie the left operand (the earlier shards) keeps its anchor.
     take_far = other.farthest > self.farthest
     take_near = other.nearest < self.nearest
     return SplitStatistics(
@@ -92,212 +198,655 @@ class SplitStatistics:
   def num_bins(self) -> int:
     return self.histogram.shape[1]
 
-  def update(self, features: np.ndarray, observations: np.ndarray, classes: np.ndarray,
-             distances: np.ndarray) -> None:
-    """Adds one batch's (observation, class, distance) pairs in place."""
-    self.counts += np.bincount(classes, minlength=self.counts.size)
-    np.add.at(self.histogram, (classes, _bins(distances, self.num_bins, self.max_distance)), 1)
-    for largest, values, vectors in ((True, self.farthest, self.farthest_vector),
-                                     (False, self.nearest, self.nearest_vector)):
-      owners, rows = _extremes(classes, distances, largest)
-      better = distances[rows] > values[owners] if largest else distances[rows] < values[owners]
-      owners, rows = owners[better], rows[better]
-      values[owners] = distances[rows]
-      vectors[owners] = features[observations[rows]]
+  @property
+  def scale(self) -> float:
+    """Bins per unit distance: bin = ⌊d · scale⌋."""
+    return self.num_bins / self.max_distance
 
-  def boundary_bins(self) -> np.ndarray:
-    """(k, 2) bins holding the ⌊n/2⌋-th and the (⌊n/2⌋+1)-th largest distance."""
-    # Counting from the top bin down: the rank r-th largest lies in the first bin
-    # where the cumulative count reaches r.
-    from_top = np.cumsum(self.histogram[:, ::-1], axis=1)
-    upper_rank = np.maximum(self.counts // 2, 1)
-    lower_rank = np.minimum(self.counts // 2 + 1, np.maximum(self.counts, 1))
-    last = self.num_bins - 1
-    upper = last - np.argmax(from_top >= upper_rank[:, None], axis=1)
-    lower = last - np.argmax(from_top >= lower_rank[:, None], axis=1)
-    return np.stack([upper, lower], axis=1)
+  @property
+  def nbytes(self) -> int:
+    return sum(getattr(self, field.name).nbytes for field in dataclasses.fields(self)
+               if isinstance(getattr(self, field.name), np.ndarray))
 
 
 @dataclasses.dataclass
-class BoundaryStatistics:
-  """Pass 3: the exact distances that fall in each class's boundary bins."""
-  classes: np.ndarray    # (m,) int64, index into the selected classes
-  distances: np.ndarray  # (m,) float64
+class RefineStatistics:
+  """A refining pass: what `SplitSearch` asked for, per selected class.
+
+  Attributes:
+    histogram: (k, num_bins) int64, the finer histogram of a ZOOM class's window.
+    upper_min_key: (k,) int64, the smallest distance key in an EXTREMES class's upper
+      bin (int64 max when none).
+    lower_max_key: (k,) int64, the largest distance key in its lower bin (-1 if none).
+    collected_classes: (m,) int64 the selected-class index of each collected distance.
+    collected_keys: (m,) int64 the collected distances as keys (float64 bit patterns,
+      which order nonnegative floats like the floats themselves).
+  """
+  histogram: np.ndarray
+  upper_min_key: np.ndarray
+  lower_max_key: np.ndarray
+  collected_classes: np.ndarray
+  collected_keys: np.ndarray
 
   @classmethod
-  def empty(cls) -> "BoundaryStatistics":
-    return cls(np.zeros(0, np.int64), np.zeros(0, np.float64))
+  def empty(cls, num_selected: int, num_bins: int) -> "RefineStatistics":
+    return cls(np.zeros((num_selected, num_bins), np.int64), np.full(num_selected, _KEY_MAX),
+               np.full(num_selected, -1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
-  def merge(self, other: "BoundaryStatistics") -> "BoundaryStatistics":
-    return BoundaryStatistics(np.concatenate([self.classes, other.classes]),
-                              np.concatenate([self.distances, other.distances]))
+  def merge(self, other: "RefineStatistics") -> "RefineStatistics":
+    return RefineStatistics(
+        self.histogram + other.histogram, np.minimum(self.upper_min_key, other.upper_min_key),
+        np.maximum(self.lower_max_key, other.lower_max_key),
+        np.concatenate([self.collected_classes, other.collected_classes]),
+        np.concatenate([self.collected_keys, other.collected_keys]))
 
-
-def max_distance_bound(num_modalities: int) -> float:
-  """d = ‖x − m‖ ≤ ‖x‖ + ‖m‖ ≤ 2√M for M L2-normalized modalities."""
-  return 2.0 * math.sqrt(num_modalities)
-
-
-def _dataset(reader_config: reader.ReaderConfig) -> tf.data.Dataset:
-  config = dataclasses.replace(reader_config, training=False, num_epochs=1, include_ids=False)
-  return reader.build_dataset(config)
+  @property
+  def nbytes(self) -> int:
+    return sum(getattr(self, field.name).nbytes for field in dataclasses.fields(self))
 
 
-def mean_statistics(reader_config: reader.ReaderConfig) -> MeanStatistics:
-  """Pass 1 over the shards of `reader_config`."""
-
-  @tf.function(reduce_retracing=True)
-  def batch_sum(features):
-    return tf.reduce_sum(tf.cast(features, tf.float64), axis=0), tf.shape(features)[0]
-
-  statistics = MeanStatistics.empty(reader_config.feature_size)
-  try:
-    for features, _ in _dataset(reader_config):
-      total, count = batch_sum(features)
-      statistics = statistics.merge(MeanStatistics(total.numpy(), int(count)))
-  except reader.READ_ERRORS as error:
-    raise reader.explain_error(error, reader_config) from None
-  return statistics
+def _keys_to_distances(keys: np.ndarray) -> np.ndarray:
+  return np.asarray(keys, np.int64).view(np.float64)
 
 
-def _class_pairs(mean: np.ndarray, selected: np.ndarray):
-  """A compiled function: (features, labels) -> (observation, class, distance) pairs."""
-  mean = tf.constant(mean, tf.float32)
-  selected = tf.constant(selected, tf.int64)
-
-  @tf.function(reduce_retracing=True)
-  def pairs(features, labels):
-    distances = tf.norm(features - mean[None, :], axis=1)
-    members = tf.where(tf.gather(labels, selected, axis=1) > 0.5)  # (pairs, 2): obs, class
-    return members[:, 0], members[:, 1], tf.cast(tf.gather(distances, members[:, 0]), tf.float64)
-
-  return pairs
+def _distances_to_keys(distances: np.ndarray) -> np.ndarray:
+  return np.asarray(distances, np.float64).view(np.int64)
 
 
-def _bins(distances: np.ndarray, num_bins: int, max_distance: float) -> np.ndarray:
-  return np.clip((distances / max_distance * num_bins).astype(np.int64), 0, num_bins - 1)
+def _window_columns(windows: np.ndarray):
+  """Columns of a (…, 4) window: coarse bin range, then key range, all inclusive."""
+  return windows[..., 0], windows[..., 1], windows[..., 2], windows[..., 3]
 
 
-def _extremes(classes, distances, largest: bool):
-  """Per class, the first observation with the largest (or smallest) distance."""
-  order = np.lexsort((np.arange(classes.size), -distances if largest else distances, classes))
-  first = order[np.r_[True, classes[order][1:] != classes[order][:-1]]]
-  return classes[first], first
+@dataclasses.dataclass
+class SplitSearch:
+  """Where the ⌊n_i/2⌋-th and (⌊n_i/2⌋+1)-th largest distances are, between passes.
 
+  Each selected class has a mode: DONE (both distances known), ZOOM (histogram
+  window 0 finer), COLLECT (collect the distances in window 0) or EXTREMES (smallest
+  distance of window 0, largest of window 1). A window is an inclusive coarse-bin
+  range and an inclusive key range; an observation is inside when both hold, so the
+  coarse bin test keeps windows exact while the key range only needs to contain them.
 
-def split_statistics(reader_config: reader.ReaderConfig, mean: np.ndarray,
-                     selected: Sequence[int], num_bins: int = DEFAULT_NUM_BINS) -> SplitStatistics:
-  """Pass 2 over the shards: counts, anchors and distance histograms of `selected`."""
-  selected = np.asarray(selected, np.int64)
-  max_distance = max_distance_bound(len(reader_config.feature_names))
-  statistics = SplitStatistics.empty(selected.size, reader_config.feature_size, num_bins,
-                                     max_distance)
-  pairs = _class_pairs(mean, selected)
-  try:
-    for features, labels in _dataset(reader_config):
-      observations, classes, distances = (part.numpy() for part in pairs(features, labels))
-      if not classes.size:
-        continue
-      statistics.update(features.numpy(), observations, classes, distances)
-  except reader.READ_ERRORS as error:
-    raise reader.explain_error(error, reader_config) from None
-  return statistics
-
-
-def boundary_statistics(reader_config: reader.ReaderConfig, mean: np.ndarray,
-                        selected: Sequence[int], split: SplitStatistics) -> BoundaryStatistics:
-  """Pass 3 over the shards: the exact distances in each class's boundary bins."""
-  selected = np.asarray(selected, np.int64)
-  boundary = split.boundary_bins()
-  pairs = _class_pairs(mean, selected)
-  statistics = BoundaryStatistics.empty()
-  try:
-    for features, labels in _dataset(reader_config):
-      _, classes, distances = (part.numpy() for part in pairs(features, labels))
-      bins = _bins(distances, split.num_bins, split.max_distance)
-      keep = (bins == boundary[classes, 0]) | (bins == boundary[classes, 1])
-      statistics = statistics.merge(BoundaryStatistics(classes[keep], distances[keep]))
-  except reader.READ_ERRORS as error:
-    raise reader.explain_error(error, reader_config) from None
-  return statistics
-
-
-def thresholds_from(split: SplitStatistics, boundary: BoundaryStatistics) -> np.ndarray:
-  """Algorithm 1, steps 2-5 as a threshold: midway between the ⌊n/2⌋-th and next distance.
-
-  Classes with fewer than two observations get +inf (everything in subclass 2).
+  Attributes:
+    counts: (k,) n_i.
+    modes: (k,) int64 mode.
+    windows: (k, 2, 4) int64 windows 0 and 1: coarse_lo, coarse_hi, key_lo, key_hi.
+    shifts: (k,) int64, a ZOOM bin is (key − key_lo) >> shift.
+    above: (k,) int64 members whose distance ranks above window 0.
+    populations: (k,) int64 members inside window 0 (ZOOM, COLLECT).
+    upper: (k,) float64 the ⌊n_i/2⌋-th largest distance, once DONE.
+    lower: (k,) float64 the (⌊n_i/2⌋+1)-th largest distance, once DONE.
+    upper_counts: (k,) int64 members with d > threshold (subclass 1), once DONE.
+    nearest, farthest: (k,) float64 from pass 2, bounds of every member's distance.
+    scale: coarse bins per unit distance (pass 2).
+    num_bins: bins of a histogram.
+    max_collected: most distances collected for one class.
   """
-  thresholds = np.full(split.counts.size, np.inf)
-  order = np.lexsort((-boundary.distances, boundary.classes))
-  classes, distances = boundary.classes[order], boundary.distances[order]
-  starts = np.searchsorted(classes, np.arange(split.counts.size), side="left")
-  # Observations above the boundary bins rank before everything collected here.
-  from_top = np.cumsum(split.histogram[:, ::-1], axis=1)
-  upper_bin = split.boundary_bins()[:, 0]
-  above = np.where(upper_bin + 1 < split.num_bins,
-                   from_top[np.arange(split.counts.size), split.num_bins - 2 - upper_bin], 0)
-  half = split.counts // 2
-  valid = split.counts >= 2
-  upper_index = starts + (half - 1 - above)
-  lower_index = upper_index + 1
-  ok = valid & (upper_index >= starts) & (lower_index < np.r_[starts[1:], classes.size])
-  thresholds[ok] = (distances[upper_index[ok]] + distances[lower_index[ok]]) / 2.0
-  if np.any(valid & ~ok):
-    raise AssertionError("boundary distances inconsistent with the histogram")
-  return thresholds
+  counts: np.ndarray
+  modes: np.ndarray
+  windows: np.ndarray
+  shifts: np.ndarray
+  above: np.ndarray
+  populations: np.ndarray
+  upper: np.ndarray
+  lower: np.ndarray
+  upper_counts: np.ndarray
+  nearest: np.ndarray
+  farthest: np.ndarray
+  scale: float
+  num_bins: int
+  max_collected: int
+
+  @classmethod
+  def start(cls, split: SplitStatistics,
+            max_collected: int = DEFAULT_MAX_COLLECTED) -> "SplitSearch":
+    """The search after pass 2: windows around both ranks in the coarse histogram."""
+    k = split.counts.size
+    search = cls(
+        counts=split.counts.copy(), modes=np.full(k, DONE, np.int64),
+        windows=np.zeros((k, 2, 4), np.int64), shifts=np.zeros(k, np.int64),
+        above=np.zeros(k, np.int64), populations=np.zeros(k, np.int64),
+        upper=np.full(k, np.nan), lower=np.full(k, np.nan),
+        upper_counts=np.zeros(k, np.int64), nearest=split.nearest.copy(),
+        farthest=split.farthest.copy(), scale=split.scale, num_bins=split.num_bins,
+        max_collected=int(max_collected))
+    # Fewer than two observations: ⌊n/2⌋ = 0, subclass 1 is empty (threshold +inf).
+    active = np.flatnonzero(search.counts >= 2)
+    search._place(active, split.histogram[active], search._coarse_window)
+    return search
+
+  @property
+  def done(self) -> bool:
+    return bool(np.all(self.modes == DONE))
+
+  @property
+  def upper_ranks(self) -> np.ndarray:
+    """⌊n_i/2⌋: Algorithm 1, step 3."""
+    return self.counts // 2
+
+  @property
+  def nbytes(self) -> int:
+    return sum(getattr(self, field.name).nbytes for field in dataclasses.fields(self)
+               if isinstance(getattr(self, field.name), np.ndarray))
+
+  def thresholds(self) -> np.ndarray:
+    """(k,) float64 thresholds: d > threshold ⇔ subclass 1; +inf below two members."""
+    if not self.done:
+      raise ValueError("the split search is not finished; run more refining passes")
+    thresholds = np.full(self.counts.size, np.inf)
+    valid = self.counts >= 2
+    thresholds[valid] = split_threshold(self.upper[valid], self.lower[valid])
+    return thresholds
+
+  def subclass_counts(self) -> np.ndarray:
+    """(k, 2) int64 observations in subclass 1 (d > threshold) and subclass 2."""
+    return np.stack([self.upper_counts, self.counts - self.upper_counts], axis=1)
+
+  def advance(self, refine: RefineStatistics) -> "SplitSearch":
+    """The search after a refining pass over the whole dataset (merged partials).
+
+    Raises:
+      ValueError: when the pass does not add up with the previous ones, which means
+        the dataset yielded other observations this time.
+    """
+    search = dataclasses.replace(
+        self, **{name: getattr(self, name).copy() for name in
+                 ("modes", "windows", "shifts", "above", "populations", "upper", "lower",
+                  "upper_counts")})
+    extremes = np.flatnonzero(self.modes == EXTREMES)
+    if extremes.size:
+      found = (refine.upper_min_key[extremes] != _KEY_MAX) & (refine.lower_max_key[extremes] >= 0)
+      _check_consistent(found, extremes, "no distance in a bin the last pass counted")
+      search._finish(extremes, _keys_to_distances(refine.upper_min_key[extremes]),
+                     _keys_to_distances(refine.lower_max_key[extremes]),
+                     search.upper_ranks[extremes])
+    collect = np.flatnonzero(self.modes == COLLECT)
+    if collect.size:
+      search._resolve_collected(collect, refine)
+    zoom = np.flatnonzero(self.modes == ZOOM)
+    if zoom.size:
+      histogram = refine.histogram[zoom]
+      _check_consistent(histogram.sum(axis=1) == self.populations[zoom], zoom,
+                        "the finer histogram does not add up to its window")
+      search._place(zoom, histogram, search._sub_window)
+    return search
+
+  def _coarse_window(self, rows: np.ndarray, low_bins: np.ndarray,
+                     high_bins: np.ndarray) -> np.ndarray:
+    """(m, 4) windows of coarse bins [low_bins, high_bins] of classes `rows`."""
+    last = self.num_bins - 1
+    low_value = np.maximum(low_bins / self.scale * (1 - _EDGE_MARGIN), self.nearest[rows])
+    high_value = np.where(high_bins == last, self.farthest[rows],
+                          np.minimum((high_bins + 1) / self.scale * (1 + _EDGE_MARGIN),
+                                     self.farthest[rows]))
+    return np.stack([low_bins, high_bins, _distances_to_keys(low_value),
+                     _distances_to_keys(high_value)], axis=1)
+
+  def _sub_window(self, rows: np.ndarray, low_bins: np.ndarray,
+                  high_bins: np.ndarray) -> np.ndarray:
+    """(m, 4) windows of finer bins [low_bins, high_bins] inside window 0 of `rows`."""
+    coarse_lo, coarse_hi, key_lo, key_hi = _window_columns(self.windows[rows, 0])
+    shift = self.shifts[rows]
+    span = key_hi - key_lo
+    # (high + 1) << shift may pass int64 max only where it passes the span: test first.
+    high_offset = np.where(high_bins + 1 > (span >> shift), span,
+                           ((high_bins + 1) << shift) - 1)
+    return np.stack([coarse_lo, coarse_hi, key_lo + (low_bins << shift),
+                     key_lo + high_offset], axis=1)
+
+  def _place(self, rows: np.ndarray, histogram: np.ndarray, window_of) -> None:
+    """Locates both ranks in the histogram of window 0 and picks each class's next mode."""
+    if not rows.size:
+      return
+    upper_rank = self.upper_ranks[rows] - self.above[rows]  # ranks within the window
+    from_top = np.cumsum(histogram[:, ::-1], axis=1)
+    _check_consistent(from_top[:, -1] >= upper_rank + 1, rows,
+                      "fewer distances in the window than its rank")
+    last = histogram.shape[1] - 1
+    upper_index = np.argmax(from_top >= upper_rank[:, None], axis=1)
+    lower_index = np.argmax(from_top >= upper_rank[:, None] + 1, axis=1)
+    upper_bin, lower_bin = last - upper_index, last - lower_index
+    greater = np.where(upper_index > 0,
+                       from_top[np.arange(rows.size), np.maximum(upper_index - 1, 0)], 0)
+    self.above[rows] += greater
+    upper_population = histogram[np.arange(rows.size), upper_bin]
+    lower_population = histogram[np.arange(rows.size), lower_bin]
+    same = upper_bin == lower_bin
+    population = upper_population + np.where(same, 0, lower_population)
+    upper_window = window_of(rows, upper_bin, upper_bin)
+    lower_window = window_of(rows, lower_bin, lower_bin)
+    both_window = window_of(rows, lower_bin, upper_bin)
+    # A window of one key holds one distance value: both ranks are that value (a tie).
+    single = same & (upper_window[:, 2] == upper_window[:, 3])
+    if np.any(single):
+      value = _keys_to_distances(upper_window[single, 2])
+      self._finish(rows[single], value, value, self.above[rows[single]])
+    collect = ~single & (population <= self.max_collected)
+    zoom = ~single & ~collect & same
+    extremes = ~single & ~collect & ~same
+    self.modes[rows[collect]] = COLLECT
+    self.windows[rows[collect], 0] = both_window[collect]
+    self.populations[rows] = population
+    self.modes[rows[zoom]] = ZOOM
+    self.windows[rows[zoom], 0] = upper_window[zoom]
+    span = upper_window[zoom, 3] - upper_window[zoom, 2]
+    # The smallest shift that maps the key span onto num_bins bins.
+    self.shifts[rows[zoom]] = np.sum(
+        [(span >> bit) >= self.num_bins for bit in range(64)], axis=0, dtype=np.int64)
+    self.modes[rows[extremes]] = EXTREMES
+    self.windows[rows[extremes], 0] = upper_window[extremes]
+    self.windows[rows[extremes], 1] = lower_window[extremes]
+
+  def _resolve_collected(self, rows: np.ndarray, refine: RefineStatistics) -> None:
+    """The two distances from the sorted collected distances of each COLLECT class."""
+    classes, keys = refine.collected_classes, refine.collected_keys
+    found = np.bincount(classes, minlength=self.counts.size)[rows]
+    _check_consistent(found == self.populations[rows], rows,
+                      "a different number of distances in the window than counted")
+    order = np.lexsort((-keys, classes))
+    classes, keys = classes[order], keys[order]
+    starts = np.searchsorted(classes, rows)
+    position = starts + self.upper_ranks[rows] - self.above[rows] - 1
+    upper_key, lower_key = keys[position], keys[position + 1]
+    # A tie at the split: subclass 1 is what lies strictly farther than the threshold.
+    farther = keys > upper_key[np.searchsorted(rows, classes)]
+    greater = np.bincount(classes[farther], minlength=self.counts.size)[rows]
+    upper_counts = np.where(upper_key == lower_key, self.above[rows] + greater,
+                            self.upper_ranks[rows])
+    self._finish(rows, _keys_to_distances(upper_key), _keys_to_distances(lower_key),
+                 upper_counts)
+
+  def _finish(self, rows: np.ndarray, upper: np.ndarray, lower: np.ndarray,
+              upper_counts: np.ndarray) -> None:
+    self.modes[rows] = DONE
+    self.upper[rows] = upper
+    self.lower[rows] = lower
+    self.upper_counts[rows] = np.where(upper > lower, self.upper_ranks[rows], upper_counts)
 
 
-def algorithm1_split(features: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, int, int]:
-  """Algorithm 1 on one class in memory: (subclass 1 mask, farthest row, nearest row)."""
-  distances = np.linalg.norm(features.astype(np.float64) - mean, axis=1)
-  order = np.lexsort((np.arange(distances.size), -distances))  # descending, ties by order
-  in_first = np.zeros(distances.size, bool)
-  in_first[order[:distances.size // 2]] = True
-  nearest = np.lexsort((np.arange(distances.size), distances))[0]
-  return in_first, int(order[0]), int(nearest)
+def _check_consistent(ok: np.ndarray, rows: np.ndarray, what: str) -> None:
+  if not np.all(ok):
+    raise ValueError(
+        f"the dataset yielded different observations in different passes ({what}; "
+        f"selected class indices {rows[~np.asarray(ok)][:10].tolist()}). The partition "
+        "reads the data several times: use a dataset that yields the same examples on "
+        "every iteration (shuffling is fine, random augmentation or sampling is not)")
 
 
-def partition_shards(reader_config: reader.ReaderConfig, selected: Sequence[int],
-                     extrapolation: float = 0.5, num_subclasses: int = 2,
-                     num_bins: int = DEFAULT_NUM_BINS) -> "plan_lib.SubclassPlan":
-  """Runs the three passes over the training shards and returns the plan.
+def _widths(dataset: tf.data.Dataset) -> tuple[int, int]:
+  """(feature_size, num_classes) of a finite dataset of batched (features, labels)."""
+  spec = dataset.element_spec
+  try:
+    features, labels = spec[0], spec[1]
+    feature_size, num_classes = features.shape[-1], labels.shape[-1]
+    ranks = (features.shape.rank, labels.shape.rank)
+  except (TypeError, IndexError, AttributeError, KeyError):
+    raise ValueError("expected a dataset of batched (features, labels); "
+                     f"its element_spec is {spec}") from None
+  if ranks != (2, 2) or feature_size is None or num_classes is None:
+    raise ValueError("expected batched (features, labels) of shapes (batch, feature_size) "
+                     f"and (batch, num_classes) with known widths; got {spec}")
+  if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+    raise ValueError("the dataset repeats forever; the partition reads one epoch per pass "
+                     "(num_epochs=1)")
+  return int(feature_size), int(num_classes)
 
-  Args:
-    reader_config: the training shards, read exactly as the model reads them.
-    selected: the classes to split, most neglected first.
-    extrapolation: λ of eq. (12), stored in the plan.
-    num_subclasses: H_i; Algorithm 1 defines 2 only.
-    num_bins: histogram bins of pass 2 (memory per class; exactness does not depend
-      on it).
+
+def _member_pairs(features, labels, selected, mean):
+  """(row, selected-class index, distance) of every observation of a selected class."""
+  members = tf.gather(labels, selected, axis=1) > 0.5
+  pairs = tf.where(members)  # row-major, so rows ascend: order of appearance
+  rows, classes = pairs[:, 0], pairs[:, 1]
+  # Distances of the rows that belong to a selected class only.
+  has_member = tf.reduce_any(members, axis=1)
+  member_rows = tf.where(has_member)[:, 0]
+  position = tf.cumsum(tf.cast(has_member, tf.int64)) - 1
+  distances = distances_to_mean(tf.gather(features, member_rows), mean)
+  return rows, classes, tf.gather(distances, tf.gather(position, rows))
+
+
+def _coarse_bins(distances, scale: float, num_bins: int):
+  bins = tf.cast(tf.floor(distances * scale), tf.int64)
+  return tf.clip_by_value(bins, 0, num_bins - 1)
+
+
+def check_selected(selected: Sequence[int], num_classes: int) -> np.ndarray:
+  """`selected` as int64 ids, checked to be distinct classes of [0, num_classes).
 
   Raises:
-    ValueError: for num_subclasses other than 2, or a class id out of range.
+    ValueError: naming the ids out of range, or the repeated ones.
   """
-  if num_subclasses != 2:
-    raise ValueError("Algorithm 1 splits a class in two; num_subclasses must be 2. "
-                     f"Received: num_subclasses={num_subclasses}")
-  selected = np.asarray(selected, np.int64)
-  bad = selected[(selected < 0) | (selected >= reader_config.num_classes)]
+  selected = np.asarray(selected, np.int64).reshape(-1)
+  bad = selected[(selected < 0) | (selected >= num_classes)]
   if bad.size:
     raise ValueError(f"selected class ids {bad[:10].tolist()} are outside "
-                     f"[0, {reader_config.num_classes}) (--num_classes)")
-  mean = mean_statistics(reader_config).mean
-  split = split_statistics(reader_config, mean, selected, num_bins)
-  boundary = boundary_statistics(reader_config, mean, selected, split)
-  return plan_from_statistics(reader_config, selected, mean, split, boundary, extrapolation)
+                     f"[0, {num_classes}) (--num_classes)")
+  if np.unique(selected).size != selected.size:
+    raise ValueError(f"selected classes repeat: {selected.tolist()}")
+  return selected
 
 
-def plan_from_statistics(reader_config: reader.ReaderConfig, selected: np.ndarray,
-                         mean: np.ndarray, split: SplitStatistics,
-                         boundary: BoundaryStatistics,
-                         extrapolation: float = 0.5) -> "plan_lib.SubclassPlan":
-  """The plan from (possibly merged) statistics of the three passes."""
-  thresholds = thresholds_from(split, boundary)
-  half = split.counts // 2
+@tf.function
+def _mean_pass(dataset, state) -> None:
+  for batch in dataset:
+    values = tf.cast(batch[0], tf.float64)
+    state["total"].assign_add(tf.reduce_sum(values, axis=0))
+    state["count"].assign_add(tf.shape(values, out_type=tf.int64)[0])
+    state["max_norm"].assign(tf.maximum(state["max_norm"],
+                                        tf.reduce_max(tf.norm(values, axis=1))))
+
+
+def mean_statistics(dataset: tf.data.Dataset) -> MeanStatistics:
+  """Pass 1: Σx, the count and max ‖x‖ of all observations of `dataset`.
+
+  Args:
+    dataset: batched (features, labels), as the reader yields them.
+
+  Returns:
+    The statistics; `.mean` is m.
+  """
+  feature_size, _ = _widths(dataset)
+  with tf.device(PASS_DEVICE):
+    state = {"total": tf.Variable(tf.zeros([feature_size], tf.float64)),
+             "count": tf.Variable(tf.constant(0, tf.int64)),
+             "max_norm": tf.Variable(tf.constant(0.0, tf.float64))}
+    _mean_pass(dataset, state)
+  return MeanStatistics(state["total"].numpy(), int(state["count"].numpy()),
+                        float(state["max_norm"].numpy()))
+
+
+def _keep_extreme(values, vectors, features, rows, classes, distances, num_selected: int,
+                  largest: bool) -> None:
+  """Updates each class's farthest (or nearest) distance and vector with one batch."""
+  signed = distances if largest else -distances
+  best = tf.math.unsorted_segment_max(signed, classes, num_selected)
+  present = tf.math.unsorted_segment_sum(tf.ones_like(classes), classes, num_selected) > 0
+  at_best = tf.equal(signed, tf.gather(best, classes))
+  # The first row reaching the extreme: ties go to the earlier observation.
+  first_row = tf.math.unsorted_segment_min(
+      tf.where(at_best, rows, tf.int64.max), classes, num_selected)
+  current = values if largest else -values
+  improved = tf.where(present & (best > current))[:, 0]
+  values.scatter_nd_update(improved[:, None],
+                           tf.gather(best if largest else -best, improved))
+  vectors.scatter_nd_update(improved[:, None],
+                            tf.gather(tf.cast(features, tf.float32),
+                                      tf.gather(first_row, improved)))
+
+
+@tf.function
+def _split_pass(dataset, selected, mean, scale, state) -> None:
+  k = tf.size(selected)
+  num_bins = tf.shape(state["histogram"], out_type=tf.int64)[1]
+  for batch in dataset:
+    features = batch[0]
+    rows, classes, distances = _member_pairs(features, batch[1], selected, mean)
+    ones = tf.ones_like(classes)
+    state["counts"].assign_add(tf.math.unsorted_segment_sum(ones, classes, k))
+    bins = _coarse_bins(distances, scale, num_bins)
+    state["histogram"].scatter_nd_add(tf.stack([classes, bins], axis=1), ones)
+    _keep_extreme(state["farthest"], state["farthest_vector"], features, rows, classes,
+                  distances, k, largest=True)
+    _keep_extreme(state["nearest"], state["nearest_vector"], features, rows, classes,
+                  distances, k, largest=False)
+
+
+def split_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequence[int],
+                     max_distance: float,
+                     num_bins: int = DEFAULT_NUM_BINS) -> SplitStatistics:
+  """Pass 2: per selected class, count, anchors and the histogram of d = ‖x − m‖.
+
+  Args:
+    dataset: batched (features, labels).
+    mean: m from pass 1 (`MeanStatistics.mean`, of the whole dataset).
+    selected: the classes to split.
+    max_distance: histogram range (`MeanStatistics.distance_bound()`); must be the same
+      for every partial pass that is merged.
+    num_bins: histogram bins; memory only, the result does not depend on it.
+
+  Returns:
+    The statistics of this dataset.
+  """
+  feature_size, num_classes = _widths(dataset)
+  selected = check_selected(selected, num_classes)
+  empty = SplitStatistics.empty(selected.size, feature_size, num_bins, max_distance)
+  with tf.device(PASS_DEVICE):
+    state = {name: tf.Variable(getattr(empty, name)) for name in
+             ("counts", "histogram", "farthest", "farthest_vector", "nearest", "nearest_vector")}
+    _split_pass(dataset, tf.constant(selected), tf.constant(mean, tf.float64),
+                tf.constant(empty.scale, tf.float64), state)
+  return dataclasses.replace(empty, **{name: v.numpy() for name, v in state.items()})
+
+
+def _rank_within_class(classes):
+  """0-based position of each entry among the entries of the same class, in order."""
+  order = tf.cast(tf.argsort(classes, stable=True), tf.int64)
+  ordered = tf.gather(classes, order)
+  rank = (tf.range(tf.size(classes, out_type=tf.int64))
+          - tf.searchsorted(ordered, ordered, out_type=tf.int64))
+  return tf.scatter_nd(order[:, None], rank, tf.shape(classes, out_type=tf.int64))
+
+
+def _inside(windows, window: int, classes, bins, keys):
+  """Whether each (class, distance) lies in window 0 or 1 of its class."""
+  bounds = tf.gather(windows[:, window], classes)
+  return ((bins >= bounds[:, 0]) & (bins <= bounds[:, 1]) &
+          (keys >= bounds[:, 2]) & (keys <= bounds[:, 3]))
+
+
+@tf.function
+def _refine_pass(dataset, selected, mean, scale, request, state) -> None:
+  k = tf.size(selected)
+  num_bins = tf.shape(state["histogram"], out_type=tf.int64)[1]
+  modes, windows = request["modes"], request["windows"]
+  for batch in dataset:
+    _, classes, distances = _member_pairs(batch[0], batch[1], selected, mean)
+    keys = tf.bitcast(distances, tf.int64)
+    bins = _coarse_bins(distances, scale, num_bins)
+    mode = tf.gather(modes, classes)
+    in_first = _inside(windows, 0, classes, bins, keys)
+
+    zoom = in_first & tf.equal(mode, ZOOM)
+    zoom_classes = tf.boolean_mask(classes, zoom)
+    sub_bins = tf.bitwise.right_shift(
+        tf.boolean_mask(keys, zoom) - tf.gather(windows[:, 0, 2], zoom_classes),
+        tf.gather(request["shifts"], zoom_classes))
+    state["histogram"].scatter_nd_add(tf.stack([zoom_classes, sub_bins], axis=1),
+                                      tf.ones_like(zoom_classes))
+
+    upper = in_first & tf.equal(mode, EXTREMES)
+    state["upper_min_key"].assign(tf.minimum(state["upper_min_key"], tf.math.unsorted_segment_min(
+        tf.boolean_mask(keys, upper), tf.boolean_mask(classes, upper), k)))
+    lower = _inside(windows, 1, classes, bins, keys) & tf.equal(mode, EXTREMES)
+    state["lower_max_key"].assign(tf.maximum(state["lower_max_key"], tf.math.unsorted_segment_max(
+        tf.boolean_mask(keys, lower), tf.boolean_mask(classes, lower), k)))
+
+    collect = in_first & tf.equal(mode, COLLECT)
+    collect_classes = tf.boolean_mask(classes, collect)
+    positions = (tf.gather(request["offsets"], collect_classes)
+                 + tf.gather(state["cursor"], collect_classes)
+                 + _rank_within_class(collect_classes))
+    # More than counted means the data changed: `advance` reports it, the buffer holds.
+    fits = positions < tf.gather(request["ends"], collect_classes)
+    state["buffer"].scatter_nd_update(tf.boolean_mask(positions, fits)[:, None],
+                                      tf.boolean_mask(tf.boolean_mask(keys, collect), fits))
+    state["cursor"].assign_add(tf.math.unsorted_segment_sum(
+        tf.ones_like(collect_classes), collect_classes, k))
+
+
+def refine_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequence[int],
+                      search: SplitSearch) -> RefineStatistics:
+  """A refining pass (3, and more only for crowded bins) for an unfinished `search`.
+
+  Args:
+    dataset: batched (features, labels).
+    mean: m, as in pass 2.
+    selected: the classes to split, as in pass 2.
+    search: the search after the previous pass.
+
+  Returns:
+    The statistics of this dataset; merge those of all parts, then `search.advance`.
+  """
+  _, num_classes = _widths(dataset)
+  selected = check_selected(selected, num_classes)
+  k = selected.size
+  collecting = np.where(search.modes == COLLECT, search.populations, 0)
+  offsets = np.cumsum(collecting) - collecting
+  empty = RefineStatistics.empty(k, search.num_bins)
+  request = {"modes": search.modes, "windows": search.windows, "shifts": search.shifts,
+             "offsets": offsets, "ends": offsets + collecting}
+  with tf.device(PASS_DEVICE):
+    state = {"histogram": tf.Variable(empty.histogram),
+             "upper_min_key": tf.Variable(empty.upper_min_key),
+             "lower_max_key": tf.Variable(empty.lower_max_key),
+             "buffer": tf.Variable(tf.zeros([int(collecting.sum())], tf.int64)),
+             "cursor": tf.Variable(tf.zeros([k], tf.int64))}
+    _refine_pass(dataset, tf.constant(selected), tf.constant(mean, tf.float64),
+                 tf.constant(search.scale, tf.float64),
+                 {name: tf.constant(value, tf.int64) for name, value in request.items()}, state)
+  cursor = state["cursor"].numpy()
+  kept = np.minimum(cursor, collecting)
+  # Entries of one class run from its offset; a partial dataset fills only a prefix.
+  classes = np.repeat(np.arange(k), kept)
+  within = np.arange(classes.size) - np.repeat(np.cumsum(kept) - kept, kept)
+  keys = state["buffer"].numpy()[offsets[classes] + within]
+  # Surplus entries are only counted, so that `advance` sees the mismatch.
+  surplus = np.repeat(np.arange(k), cursor - kept)
+  return RefineStatistics(
+      state["histogram"].numpy(), state["upper_min_key"].numpy(),
+      state["lower_max_key"].numpy(), np.concatenate([classes, surplus]).astype(np.int64),
+      np.concatenate([keys, np.full(surplus.size, _KEY_MAX)]).astype(np.int64))
+
+
+def plan_from_statistics(mean_stats: MeanStatistics, split: SplitStatistics,
+                         search: SplitSearch, selected: Sequence[int], num_classes: int,
+                         feature_names: Sequence[str] = formats.VISUAL_AUDIO,
+                         extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION
+                         ) -> plan_lib.SubclassPlan:
+  """The Algorithm 1 plan from the (merged) statistics of all passes.
+
+  This is the last step when the passes are spread over workers, each pass on every
+  part of the shards, merged before the next pass starts.
+
+  Args:
+    mean_stats: pass 1 over all the data (merged).
+    split: pass 2 over all the data (merged).
+    search: the finished search (`search.done`).
+    selected: the split classes, as given to the passes.
+    num_classes: classes of the data.
+    feature_names: recorded in the plan.
+    extrapolation: λ of eq. (12), recorded in the plan.
+
+  Returns:
+    The plan; Algorithm 1, step 6: its anchors are the farthest and the nearest
+    observation of each class.
+
+  Example:
+    merge = lambda parts: functools.reduce(lambda a, b: a.merge(b), parts)
+    mean_stats = merge([mean_statistics(part) for part in parts])
+    split = merge([split_statistics(part, mean_stats.mean, selected,
+                                    mean_stats.distance_bound()) for part in parts])
+    search = SplitSearch.start(split)
+    while not search.done:
+      search = search.advance(merge([refine_statistics(part, mean_stats.mean, selected,
+                                                       search) for part in parts]))
+    plan = plan_from_statistics(mean_stats, split, search, selected, num_classes=3862)
+  """
+  empty = np.flatnonzero(split.counts == 0)
+  if empty.size:
+    logging.warning("selected classes %s have no training observation: their subclass "
+                    "units will see no example", np.asarray(selected)[empty][:10].tolist())
   return plan_lib.SubclassPlan(
-      num_classes=reader_config.num_classes, feature_names=tuple(reader_config.feature_names),
-      feature_sizes=tuple(reader_config.feature_sizes), selected=np.asarray(selected, np.int64),
-      mean=mean, thresholds=thresholds,
+      num_classes=num_classes, feature_size=split.farthest_vector.shape[1],
+      feature_names=tuple(feature_names), selected=np.asarray(selected, np.int64),
+      mean=mean_stats.mean, thresholds=search.thresholds(),
       anchors=np.stack([split.farthest_vector, split.nearest_vector], axis=1),
-      subclass_counts=np.stack([half, split.counts - half], axis=1),
+      subclass_counts=search.subclass_counts(), method=plan_lib.ALGORITHM1,
       extrapolation=extrapolation)
+
+
+def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
+                      feature_names: Sequence[str] = formats.VISUAL_AUDIO,
+                      extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION,
+                      num_subclasses: int = 2, num_bins: int = DEFAULT_NUM_BINS,
+                      max_collected: int = DEFAULT_MAX_COLLECTED) -> plan_lib.SubclassPlan:
+  """Algorithm 1 for every selected class, streaming over `dataset`; returns the plan.
+
+  `dataset` is read 3 times (a class with more than `max_collected` distances in
+  its median bin can add passes); it must yield the same examples every time, in any
+  order. Memory: k·(2f·4 + num_bins·8 + max_collected·16) bytes at most, for k
+  selected classes and f features, whatever the number of examples.
+
+  Args:
+    dataset: batched (features, labels) of the training set, e.g. the reader's.
+    selected: the classes to split, most neglected first.
+    feature_names: the features in `features`, in concatenation order (recorded in
+      the plan so a mismatched plan is refused later).
+    extrapolation: λ of eq. (12), recorded in the plan.
+    num_subclasses: H_i; Algorithm 1 defines 2 only.
+    num_bins: histogram bins (memory; the result does not depend on it).
+    max_collected: distances collected per class before refining instead.
+
+  Returns:
+    The plan: m, thresholds, anchors and subclass sizes of every selected class.
+
+  Raises:
+    ValueError: num_subclasses is not 2, a class id is out of range or repeated, the
+      dataset is not batched (features, labels), is empty, holds NaN, or changes
+      between passes.
+
+  Example:
+    dataset = reader.build_dataset(reader.ReaderConfig("/data/yt8m/train"))
+    plan = partition_dataset(dataset, selected=neglection["selected"])
+    plan_lib.save_plan("/tmp/plan.npz", plan)
+  """
+  if num_subclasses != 2:
+    raise ValueError("Algorithm 1 splits a class in two; num_subclasses must be 2 (use "
+                     "in_memory.partition_in_memory(method='kmeans') for more). Received: "
+                     f"num_subclasses={num_subclasses}")
+  _, num_classes = _widths(dataset)
+  selected = check_selected(selected, num_classes)
+  mean_stats = mean_statistics(dataset)
+  mean = mean_stats.mean
+  split = split_statistics(dataset, mean, selected, mean_stats.distance_bound(), num_bins)
+  search = SplitSearch.start(split, max_collected)
+  passes = 2
+  while not search.done:
+    if passes >= MAX_PASSES:
+      raise RuntimeError(f"the split search did not finish in {MAX_PASSES} passes")
+    search = search.advance(refine_statistics(dataset, mean, selected, search))
+    passes += 1
+  logging.info("Algorithm 1: %d classes split in %d passes over %d observations",
+               selected.size, passes, mean_stats.count)
+  return plan_from_statistics(mean_stats, split, search, selected, num_classes, feature_names,
+                              extrapolation)
+
+
+def partition_shards(reader_config, selected: Sequence[int],
+                     extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION,
+                     num_subclasses: int = 2, num_bins: int = DEFAULT_NUM_BINS,
+                     max_collected: int = DEFAULT_MAX_COLLECTED) -> plan_lib.SubclassPlan:
+  """`partition_dataset` over YT8M shards read as the model reads them (one epoch, in order).
+
+  Args:
+    reader_config: a `reader.ReaderConfig` of the training shards.
+    selected, extrapolation, num_subclasses, num_bins, max_collected: as in
+      `partition_dataset`.
+
+  Raises:
+    reader.DataError: a shard or record is unusable (named by file and record).
+    ValueError: as `partition_dataset`.
+
+  Example:
+    plan = partition_shards(reader.ReaderConfig("/data/yt8m/train"), selected=[17, 4])
+  """
+  # Only this convenience needs the YT8M reader; the partition takes any dataset.
+  from yt8m_sdnn.data import reader  # pylint: disable=import-outside-toplevel
+
+  config = dataclasses.replace(reader_config, training=False, num_epochs=1, include_ids=False)
+  try:
+    return partition_dataset(reader.build_dataset(config), selected, config.feature_names,
+                             extrapolation, num_subclasses, num_bins, max_collected)
+  except reader.READ_ERRORS as error:
+    raise reader.explain_error(error, config) from None

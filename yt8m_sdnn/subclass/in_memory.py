@@ -1,0 +1,178 @@
+"""Subclass partition of a data set held in memory: Algorithm 1 by a sort, or k-means.
+
+For small data sets (the paper's CIFAR and SVHN experiments, tests, notebooks) the
+features fit in memory, and two things become possible that the streaming pass of
+`partition.py` does not offer: the per-example subclass assignment, and k-means with
+any number of subclasses, as the paper uses for its multiclass experiments.
+
+Both methods return a `SubclassPlan`, so the online transform and the subclass model
+take them alike:
+- "algorithm1": Algorithm 1 by sorting each class's distances to m, the split kept as
+  the threshold between the ⌊n_i/2⌋-th and next distance (so the online transform
+  reproduces it; an exact tie at the split goes to subclass 2, an anchor tie to the
+  first observation). Same split, anchors and counts as the streaming partition of
+  the same data; thresholds equal up to the rounding of m.
+- "kmeans": scikit-learn's `KMeans` on each selected class. Subclasses are ordered
+  by the distance of their centroid to m, farthest first (as in Algorithm 1, subclass 1
+  is the far one). Observations go to their nearest centroid (`augment.assign_subclasses`,
+  which the online transform uses too). Anchors of eq. (12): the farther ⌊H/2⌋
+  subclasses take their member farthest from m, the nearer ones their member nearest
+  to m; for H = 2 this is Algorithm 1's pair (farthest of subclass 1, nearest of
+  subclass 2). The paper doubles the classes by augmentation before k-means; here
+  k-means sees the original observations and the transform augments afterwards, as
+  for Algorithm 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from yt8m_sdnn.data import formats
+from yt8m_sdnn.subclass import augment, partition
+from yt8m_sdnn.subclass import plan as plan_lib
+
+METHODS = plan_lib.METHODS
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InMemoryPartition:
+  """A plan and the subclass of every example.
+
+  Attributes:
+    plan: the subclass plan (same contents as the streaming partition's).
+    subclasses: (n, k) int64, the 0-based subclass of example n in selected class s,
+      -1 where example n is not in that class.
+  """
+  plan: plan_lib.SubclassPlan
+  subclasses: np.ndarray
+
+
+def _algorithm1_class(distances: np.ndarray) -> tuple[float, int, int]:
+  """Algorithm 1 on one class's distances: (threshold, farthest row, nearest row)."""
+  # Algorithm 1, step 2: descending; a stable sort keeps ties in order of appearance.
+  order = np.argsort(-distances, kind="stable")
+  half = distances.size // 2  # Algorithm 1, step 3
+  if half == 0:
+    threshold = np.inf
+  else:
+    threshold = float(partition.split_threshold(distances[order[half - 1]],
+                                                distances[order[half]]))
+  # Algorithm 1, step 6; argmax/argmin return the first occurrence.
+  return threshold, int(np.argmax(distances)), int(np.argmin(distances))
+
+
+def _kmeans_class(members: np.ndarray, mean: np.ndarray, num_subclasses: int, seed: int,
+                  class_id: int) -> np.ndarray:
+  """k-means centroids of one class, farthest from m first."""
+  # scikit-learn is needed by this method only; Algorithm 1 runs without it.
+  from sklearn.cluster import KMeans  # pylint: disable=import-outside-toplevel
+
+  if members.shape[0] < num_subclasses:
+    raise ValueError(f"class {class_id} has {members.shape[0]} observations, fewer than "
+                     f"num_subclasses={num_subclasses}")
+  kmeans = KMeans(n_clusters=num_subclasses, n_init=10, random_state=seed).fit(
+      members.astype(np.float64))
+  centroids = kmeans.cluster_centers_.astype(np.float64)
+  order = np.argsort(-np.linalg.norm(centroids - mean, axis=1), kind="stable")
+  return centroids[order]
+
+
+def _kmeans_anchors(members: np.ndarray, distances: np.ndarray, subclasses: np.ndarray,
+                    num_subclasses: int, class_id: int) -> np.ndarray:
+  """(H, f) anchors: far subclasses' farthest member, near subclasses' nearest one."""
+  anchors = np.zeros((num_subclasses, members.shape[1]), np.float32)
+  for subclass in range(num_subclasses):
+    rows = np.flatnonzero(subclasses == subclass)
+    if not rows.size:
+      raise ValueError(f"class {class_id}: k-means subclass {subclass + 1} of "
+                       f"{num_subclasses} is empty (duplicate observations?)")
+    if subclass < num_subclasses // 2:
+      anchors[subclass] = members[rows[np.argmax(distances[rows])]]
+    else:
+      anchors[subclass] = members[rows[np.argmin(distances[rows])]]
+  return anchors
+
+
+def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequence[int],
+                        method: str = plan_lib.ALGORITHM1, num_subclasses: int = 2,
+                        seed: int = 0, feature_names: Sequence[str] = formats.VISUAL_AUDIO,
+                        extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION
+                        ) -> InMemoryPartition:
+  """Splits each selected class of an in-memory data set into subclasses.
+
+  Args:
+    features: (n, f) features, as the reader yields them (L2-normalized modalities).
+    labels: (n, num_classes) multi-hot labels.
+    selected: the classes to split, most neglected first.
+    method: "algorithm1" (Algorithm 1, two subclasses) or "kmeans".
+    num_subclasses: H; must be 2 for "algorithm1".
+    seed: k-means initialization seed.
+    feature_names: the features in `features`, recorded in the plan.
+    extrapolation: λ of eq. (12), recorded in the plan.
+
+  Returns:
+    The plan and each example's subclasses.
+
+  Raises:
+    ValueError: an unknown method, num_subclasses other than 2 for Algorithm 1,
+      mismatched shapes, a class id out of range, or (k-means) a class with fewer
+      observations than subclasses.
+
+  Example:
+    result = partition_in_memory(x_train, y_train, selected=[3, 5], method="kmeans")
+    dataset = dataset.map(augment.make_subclass_transform(result.plan))
+  """
+  if method not in METHODS:
+    raise ValueError(f"Expected method to be one of {list(METHODS)}. Received: "
+                     f"method={method!r}")
+  if method == plan_lib.ALGORITHM1 and num_subclasses != 2:
+    raise ValueError("Algorithm 1 splits a class in two; num_subclasses must be 2 (use "
+                     f"method='kmeans' for more). Received: num_subclasses={num_subclasses}")
+  features = np.asarray(features, np.float32)
+  labels = np.asarray(labels, np.float32)
+  if features.ndim != 2 or labels.ndim != 2 or features.shape[0] != labels.shape[0]:
+    raise ValueError(f"expected features (n, f) and labels (n, num_classes); got "
+                     f"{features.shape} and {labels.shape}")
+  num_classes = labels.shape[1]
+  selected = partition.check_selected(selected, num_classes)
+  if features.shape[0] == 0:
+    raise ValueError("no observation: the mean m is undefined")
+  mean = features.astype(np.float64).mean(axis=0)
+  with tf.device(partition.PASS_DEVICE):
+    distances = partition.distances_to_mean(tf.constant(features), tf.constant(mean)).numpy()
+  k, f = selected.size, features.shape[1]
+  anchors = np.zeros((k, num_subclasses, f), np.float32)
+  if method == plan_lib.ALGORITHM1:
+    thresholds = np.full(k, np.inf)
+    for index, class_id in enumerate(selected):
+      rows = np.flatnonzero(labels[:, class_id] > 0.5)
+      if not rows.size:
+        continue
+      thresholds[index], farthest, nearest = _algorithm1_class(distances[rows])
+      anchors[index] = features[rows[[farthest, nearest]]]
+    method_arrays = {"thresholds": thresholds}
+  else:
+    method_arrays = {"centroids": np.stack([
+        _kmeans_class(features[labels[:, c] > 0.5], mean, num_subclasses, seed, int(c))
+        for c in selected]) if k else np.zeros((0, num_subclasses, f))}
+  # Counts and k-means anchors need the assignment; a placeholder plan computes it.
+  draft = plan_lib.SubclassPlan(
+      num_classes=num_classes, feature_size=f, feature_names=tuple(feature_names),
+      selected=selected, mean=mean, anchors=anchors,
+      subclass_counts=np.zeros((k, num_subclasses), np.int64), method=method,
+      extrapolation=extrapolation, **method_arrays)
+  with tf.device(partition.PASS_DEVICE):
+    subclasses = augment.assign_subclasses(tf.constant(features), tf.constant(labels),
+                                           draft).numpy()
+  if method == plan_lib.KMEANS:
+    for index, class_id in enumerate(selected):
+      rows = np.flatnonzero(subclasses[:, index] >= 0)
+      anchors[index] = _kmeans_anchors(features[rows], distances[rows],
+                                       subclasses[rows, index], num_subclasses, int(class_id))
+  counts = np.stack([(subclasses == j).sum(axis=0) for j in range(num_subclasses)], axis=-1)
+  plan = dataclasses.replace(draft, anchors=anchors, subclass_counts=counts)
+  return InMemoryPartition(plan=plan, subclasses=subclasses)
