@@ -1,10 +1,17 @@
-"""The YT8M starter code's evaluation algorithm, loop for loop, as a reference.
+"""The YT8M starter code's evaluation algorithm, loop for loop: the reference to check against.
 
-Written from the algorithm of google/youtube-8m's eval_util.py and the average
-precision calculators (not copied): per-video Python loops, per-class lists, heaps and
-sorted(). Used by the metrics tests (agreement to 1e-5) and by the metrics benchmark
-(the baseline the vectorized `yt8m_sdnn.metrics` is timed against). Ties are broken
-by order instead of the starter's random shuffle.
+Written here from the algorithm of google/youtube-8m (`eval_util.py`,
+`average_precision_calculator.py`, `mean_average_precision_calculator.py`, with
+`EvaluationMetrics(num_classes, top_k, top_n=None)` as `eval.py` builds it), not
+copied: Hit@1 vectorized per batch, PERR with a per-video `argpartition` loop,
+`top_k_by_class` with a per-video `argpartition` and Python lists, one heap-fed AP
+calculator per class and one for GAP, each ranked with `sorted()` when read.
+
+It is both the baseline that the metrics benchmark times `yt8m_sdnn.metrics` against
+and the reference the metrics tests compare with, so it lives in one place. One
+change makes it deterministic: when an AP calculator is read, its items are put back
+in arrival order (a sort) where the starter shuffles them (`random.sample`), so tied
+scores rank in arrival order; the two cost about the same.
 """
 
 from __future__ import annotations
@@ -14,52 +21,39 @@ import heapq
 import numpy as np
 
 
-def average_precision(predictions, actuals, total_num_positives):
-  """AP over a list: precision at each positive's rank, over `total_num_positives`."""
-  if total_num_positives == 0:
-    return 0.0
-  order = sorted(range(len(predictions)), key=lambda index: (-predictions[index], index))
-  delta_recall = 1.0 / total_num_positives
-  positives = 0.0
-  result = 0.0
-  for rank, index in enumerate(order):
-    if actuals[index] > 0:
-      positives += 1
-      result += positives / (rank + 1) * delta_recall
-  return result
+def hit_at_one(predictions: np.ndarray, labels: np.ndarray) -> float:
+  """Mean over the batch of the label of each video's argmax class."""
+  top = np.argmax(predictions, 1)
+  return float(np.average(labels[np.arange(labels.shape[0]), top]))
 
 
-class AveragePrecisionCalculator:
-  """One ranked list fed incrementally through a heap, as the starter keeps it."""
-
-  def __init__(self):
-    self.heap = []
-    self.total_positives = 0.0
-    self.count = 0
-
-  def accumulate(self, predictions, actuals, num_positives):
-    for index in range(len(predictions)):
-      # The running count keeps heap order equal to arrival order on equal scores.
-      heapq.heappush(self.heap, (predictions[index], self.count, actuals[index]))
-      self.count += 1
-    self.total_positives += num_positives
-
-  def peek(self):
-    if not self.heap:
-      return 0.0
-    ordered = sorted(self.heap, key=lambda item: item[1])
-    return average_precision([item[0] for item in ordered], [item[2] for item in ordered],
-                             self.total_positives)
+def precision_at_equal_recall_rate(predictions: np.ndarray, labels: np.ndarray) -> float:
+  """Per video, the true share of its N top classes (score > 0), over all videos."""
+  total = 0.0
+  for row in range(labels.shape[0]):
+    num_labels = int(np.sum(labels[row]))
+    # With no label, [-0:] keeps every class, none true: the video adds 0 and still
+    # counts in the division below.
+    top_indices = np.argpartition(predictions[row], -num_labels)[-num_labels:]
+    precision = 0.0
+    for index in top_indices:
+      if predictions[row][index] > 0:
+        precision += labels[row][index]
+    total += precision / top_indices.size
+  return total / labels.shape[0]
 
 
-def top_k_triplets(predictions, labels, k):
+def top_k_triplets(predictions: np.ndarray, labels: np.ndarray, k: int) -> list:
+  """(class, score, label) of one video's k highest scores, in argpartition order."""
   k = min(k, len(predictions))
   indices = np.argpartition(predictions, -k)[-k:]
   return [(index, predictions[index], labels[index]) for index in indices]
 
 
-def top_k_by_class(predictions, labels, k):
-  """Per-class lists of the videos' top-k entries, and per-class positive counts."""
+def top_k_by_class(predictions: np.ndarray, labels: np.ndarray, k: int):
+  """Per-class lists of the videos' top-k scores and labels, and per-class positives."""
+  if k <= 0:
+    raise ValueError("k must be a positive integer.")
   num_classes = predictions.shape[1]
   triplets = []
   for row in range(predictions.shape[0]):
@@ -73,8 +67,42 @@ def top_k_by_class(predictions, labels, k):
   return class_predictions, class_labels, positives
 
 
+class AveragePrecisionCalculator:
+  """AP of a list fed piece by piece; the items wait in a heap until read."""
+
+  def __init__(self):
+    self.heap = []
+    self.total_positives = 0.0
+    self.arrivals = 0
+
+  def accumulate(self, predictions, actuals, num_positives) -> None:
+    for index in range(len(predictions)):
+      # The arrival number breaks ties in the heap and, when read, in the ranking.
+      heapq.heappush(self.heap, (predictions[index], self.arrivals, actuals[index]))
+      self.arrivals += 1
+    self.total_positives += num_positives
+
+  def peek(self) -> float:
+    """Precision at each true item's rank, summed, over all positives (0 if none)."""
+    if not self.heap or self.total_positives == 0:
+      return 0.0
+    items = sorted(self.heap, key=lambda item: item[1])  # the starter shuffles here
+    predictions = np.array([item[0] for item in items])
+    actuals = np.array([item[2] for item in items])
+    # Stable, also with reverse=True: equal scores stay in arrival order.
+    order = sorted(range(len(predictions)), key=lambda i: predictions[i], reverse=True)
+    delta_recall = 1.0 / self.total_positives
+    positives = 0.0
+    average_precision = 0.0
+    for rank, index in enumerate(order):
+      if actuals[index] > 0:
+        positives += 1
+        average_precision += positives / (rank + 1) * delta_recall
+    return average_precision
+
+
 class StarterEvaluationMetrics:
-  """Accumulates like the starter's EvaluationMetrics(num_class, top_k, top_n=None)."""
+  """Accumulates as the starter's EvaluationMetrics(num_class, top_k, top_n=None)."""
 
   def __init__(self, num_classes: int, top_k: int = 20):
     self.num_classes = num_classes
@@ -85,33 +113,26 @@ class StarterEvaluationMetrics:
     self.sum_perr = 0.0
     self.num_examples = 0
 
-  def accumulate(self, predictions, labels):
+  def accumulate(self, predictions, labels) -> None:
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)
-    for row in range(predictions.shape[0]):
-      top = int(np.argmax(predictions[row]))
-      self.sum_hit_at_one += float(labels[row, top])
-      num_labels = int(np.sum(labels[row]))
-      if num_labels:
-        top_indices = np.argpartition(predictions[row], -num_labels)[-num_labels:]
-        precision = 0.0
-        for index in top_indices:
-          if predictions[row, index] > 0:
-            precision += labels[row, index]
-        self.sum_perr += precision / num_labels
+    batch_size = labels.shape[0]
+    self.sum_hit_at_one += hit_at_one(predictions, labels) * batch_size
+    self.sum_perr += precision_at_equal_recall_rate(predictions, labels) * batch_size
     class_predictions, class_labels, positives = top_k_by_class(predictions, labels, self.top_k)
     for index in range(self.num_classes):
       self.class_calculators[index].accumulate(
           class_predictions[index], class_labels[index], positives[index])
-    flat_predictions = [score for scores in class_predictions for score in scores]
-    flat_labels = [label for labels_ in class_labels for label in labels_]
-    self.global_calculator.accumulate(flat_predictions, flat_labels, float(sum(positives)))
-    self.num_examples += predictions.shape[0]
+    self.global_calculator.accumulate(
+        [score for scores in class_predictions for score in scores],
+        [label for labels_ in class_labels for label in labels_], sum(positives))
+    self.num_examples += batch_size
 
-  def get(self):
+  def get(self) -> dict[str, float]:
+    """The four metrics; mAP averages the classes with at least one positive."""
     aps = [calculator.peek() for calculator in self.class_calculators
            if calculator.total_positives > 0]
     return {"hit_at_one": self.sum_hit_at_one / self.num_examples,
             "perr": self.sum_perr / self.num_examples,
-            "map": float(np.mean(aps)) if aps else 0.0,
-            "gap": self.global_calculator.peek()}
+            "gap": self.global_calculator.peek(),
+            "map": float(np.mean(aps)) if aps else 0.0}

@@ -1,9 +1,9 @@
 """`SubclassMerge`: class scores from subclass scores, the max over a class's subclasses.
 
 A video belongs to a class when it belongs to any of its subclasses, so the class
-score is the largest subclass score (the authors' choice too). With this layer the
-saved subclass model maps features to class probabilities, and evaluation and
-prediction use it like any baseline.
+score is the largest subclass score; that is how the authors read an SDNN's output.
+With this layer after the sigmoid, the saved subclass model maps features to class
+probabilities, and evaluation and prediction treat it like any baseline.
 """
 
 from __future__ import annotations
@@ -14,39 +14,57 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from yt8m_sdnn.subclass.layout import class_member_table
+from yt8m_sdnn.subclass.layout import check_unit_to_class
 
 
 @keras.saving.register_keras_serializable(package="yt8m_sdnn")
 class SubclassMerge(keras.layers.Layer):
   """Maps (batch, num_units) subclass scores to (batch, num_classes) class scores.
 
+  Meant for probabilities (after the sigmoid): the max of probabilities is the
+  probability of the most confident subclass. Has no weights.
+
   Args:
     unit_to_class: class id of every unit (`SubclassLayout.unit_to_class`).
-    num_classes: number of classes (every class must own at least one unit).
+    num_classes: number of classes; every class must own at least one unit.
+    **kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
+
+  Raises:
+    ValueError: a bad `unit_to_class` (see `check_unit_to_class`), or, when built, an
+      input that is not `len(unit_to_class)` wide.
 
   Example:
     class_scores = SubclassMerge(layout.unit_to_class.tolist(), layout.num_classes)(scores)
   """
 
-  def __init__(self, unit_to_class: Sequence[int], num_classes: int, **kwargs):
+  def __init__(self, unit_to_class: Sequence[int] | np.ndarray, num_classes: int, **kwargs):
     super().__init__(**kwargs)
-    self.unit_to_class = [int(c) for c in unit_to_class]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+      raise ValueError(f"Expected an integer num_classes. Received: num_classes={num_classes!r}")
     self.num_classes = int(num_classes)
-    owned = set(self.unit_to_class)
-    if owned != set(range(self.num_classes)):
-      missing = sorted(set(range(self.num_classes)) - owned)[:10]
-      raise ValueError(f"every class in [0, {self.num_classes}) needs a unit; "
-                       f"missing {missing}, or ids out of range")
-    # Each class's units, padded with an index whose column holds -inf.
-    self._table = class_member_table(np.asarray(self.unit_to_class, np.int64))
+    self._unit_to_class = check_unit_to_class(unit_to_class, self.num_classes)
+    self._is_identity = np.array_equal(self._unit_to_class, np.arange(self.num_classes))
+
+  @property
+  def unit_to_class(self) -> list[int]:
+    return self._unit_to_class.tolist()
+
+  def build(self, input_shape):
+    if len(input_shape) != 2 or input_shape[-1] not in (None, self._unit_to_class.size):
+      raise ValueError(f"Expected (batch, {self._unit_to_class.size}) subclass scores "
+                       f"(len(unit_to_class)). Received: input_shape={tuple(input_shape)}")
+    super().build(input_shape)
 
   def call(self, scores):
-    if self._table.shape[1] == 1:
-      return tf.gather(scores, self._table[:, 0], axis=1)
-    padding = tf.fill(tf.stack([tf.shape(scores)[0], 1]), tf.constant(-float("inf"), scores.dtype))
-    padded = tf.concat([scores, padding], axis=1)
-    return tf.reduce_max(tf.gather(padded, self._table, axis=1), axis=-1)
+    if self._is_identity:
+      return scores
+    # Units first, so the segment max combines whole rows: in tf.function graphs on a
+    # CPU (batch 1024, 4248 units) ~4x faster than gathering a padded (classes, max H)
+    # index table along axis 1 and reducing it; under XLA on a CPU the table is ~2.5x
+    # faster, but Keras compiles with XLA only on GPUs.
+    class_scores = tf.math.unsorted_segment_max(tf.transpose(scores), self._unit_to_class,
+                                                self.num_classes)
+    return tf.transpose(class_scores)
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0], self.num_classes)
