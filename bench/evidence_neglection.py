@@ -1,11 +1,13 @@
 """Evidence for the Figure-1 claim: does θ rank classes by their validation AP?
 
-Trains the baseline CNN for the whole run with the θ monitor attached (one θ vector
-every --tau iterations), evaluates the trained model's per-class validation AP, and
-prints, per window, Spearman's ρ between θ and AP (negative when high θ means low AP)
-and between θ and the class's training frequency, plus how many planted hard classes
-(synthetic data) the top 10% by θ holds. The θ histograms are in TensorBoard:
-`tensorboard --logdir OUTPUT/train/logs/neglection`. Long: not part of `make bench`.
+Runs `yt8m_sdnn.neglection.evidence.measure_neglection_evidence` (the library behind
+`yt8m-neglection-report`) on fresh synthetic shards or on the real validate shards:
+trains the baseline CNN with the θ monitor attached for the whole run (one θ vector
+every --tau iterations), scores the held-out shards, and prints per window Spearman's
+ρ between θ and validation AP (negative when high θ means low AP), between θ and the
+class's training frequency, and, on synthetic data, how many planted hard classes the
+top 10% by θ holds. Writes OUTPUT/neglection_report.json and, when matplotlib is
+installed, the Figure-1-style OUTPUT/theta_vs_ap.png. Long: not part of `make bench`.
 
   python -m bench.evidence_neglection --data=synthetic --output=/tmp/evidence_theta
   python -m bench.evidence_neglection --data=real --output=/tmp/evidence_theta_real
@@ -13,16 +15,14 @@ and between θ and the class's training frequency, plus how many planted hard cl
 
 from __future__ import annotations
 
-import json
 import os
 
-import numpy as np
 from absl import app, flags
 
 from bench import real_data
-from yt8m_sdnn import evaluation, training
+from yt8m_sdnn import artifacts, training
 from yt8m_sdnn.data import reader, synthetic
-from yt8m_sdnn.neglection import evidence, measure, selection
+from yt8m_sdnn.neglection import evidence, plot
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("data", "synthetic", ["synthetic", "real"], "Which shards.")
@@ -43,38 +43,21 @@ def main(argv):
   else:
     train_pattern = f"{real_data.VALIDATE}/validate00[0-3]*"
     eval_pattern, num_classes, batch_size, hard = (
-        f"{real_data.VALIDATE}/validate004*", 3862, 512, [])
+        f"{real_data.VALIDATE}/validate004*", 3862, 512, None)
   train_reader = reader.ReaderConfig(train_pattern, num_classes=num_classes,
                                      batch_size=batch_size, training=True, seed=FLAGS.seed)
-  counts = np.zeros(num_classes)
-  for _, labels in reader.build_dataset(reader.ReaderConfig(train_pattern,
-                                                            num_classes=num_classes)):
-    counts += labels.numpy().sum(0)
-  train_config = training.TrainConfig(train_dir=os.path.join(FLAGS.output, "train"),
-                                      seed=FLAGS.seed)
-  result = measure.measure_neglection(train_config, train_reader, FLAGS.num_epochs,
-                                      tau=FLAGS.tau)
-  model = training.load_trained_model(train_config.train_dir)
   eval_reader = reader.ReaderConfig(eval_pattern, num_classes=num_classes)
-  metrics = evaluation.evaluate(model, eval_reader, class_ap=True)
-  report = evidence.neglection_report(result["history"], metrics["class_ap"], counts)
-  top = selection.num_selected_classes(num_classes, 0.1)
-  print(f"\n{FLAGS.data}: baseline CNN, {FLAGS.num_epochs} epochs, GAP {metrics['gap']:.4f}; "
-        f"ρ(AP, training frequency) = {report['rho_ap_frequency']:.3f}")
-  print("| θ window ends at iteration | ρ(θ, validation AP) | ρ(θ, training frequency) | "
-        "ρ(θ, AP) at equal frequency |" + (" planted hard classes in top 10% by θ |" if hard else ""))
-  print("|---|---|---|---|" + ("---|" if hard else ""))
-  for window, stats in zip(result["history"], report["windows"]):
-    theta = np.array([np.nan if v is None else v for v in window["theta"]])
-    line = (f"| {stats['end_iteration']} | {stats['rho_theta_ap']:.3f} | "
-            f"{stats['rho_theta_frequency']:.3f} | {stats['rho_theta_ap_given_frequency']:.3f} |")
-    if hard:
-      chosen = selection.select_neglected_classes(theta, top_k=top)
-      chance = len(hard) * top / num_classes
-      line += f" {len(set(hard) & set(chosen.tolist()))} of {len(hard)} (chance {chance:.1f}) |"
-    print(line)
-  with open(os.path.join(FLAGS.output, "report.json"), "w", encoding="utf-8") as stream:
-    json.dump({"report": report, "gap": metrics["gap"]}, stream, indent=2)
+  train_config = training.TrainConfig(train_dir=os.path.join(FLAGS.output, "train"),
+                                      num_epochs=FLAGS.num_epochs, seed=FLAGS.seed)
+  payload = evidence.measure_neglection_evidence(train_config, train_reader, eval_reader,
+                                                 FLAGS.tau, hard_classes=hard)
+  artifacts.write_json(os.path.join(FLAGS.output, evidence.REPORT_FILE), payload)
+  print(f"\n{FLAGS.data}: baseline CNN, {FLAGS.num_epochs} epochs")
+  print(evidence.format_summary(payload))
+  if plot.matplotlib_available():
+    path = os.path.join(FLAGS.output, "theta_vs_ap.png")
+    plot.plot_neglection_evidence(payload, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

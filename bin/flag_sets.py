@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m_sdnn import artifacts
+from yt8m_sdnn import artifacts, loss_registry
 from yt8m_sdnn.data import reader, scan
 
 FLAGS = flags.FLAGS
@@ -32,6 +32,31 @@ def define_data_flags() -> None:
   flags.DEFINE_bool("skip_corrupt", False,
                     "Skip unusable records (counted and logged) instead of stopping.")
   flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
+
+
+def define_loss_flags() -> None:
+  """--loss and its hyperparameters (`loss_registry.LossConfig`)."""
+  defaults = loss_registry.LossConfig()
+  flags.DEFINE_enum("loss", defaults.name, list(loss_registry.LOSS_NAMES),
+                    "Training loss; with --subclass_plan its focusing or class weights go "
+                    "into the subclass cross-entropy (eq. 11).")
+  flags.DEFINE_float("focal_gamma", defaults.focal_gamma, "γ of --loss=focal.")
+  flags.DEFINE_float("asl_gamma_positive", defaults.asl_gamma_positive,
+                     "γ+ of --loss=asymmetric (ASL).")
+  flags.DEFINE_float("asl_gamma_negative", defaults.asl_gamma_negative,
+                     "γ- of --loss=asymmetric (ASL).")
+  flags.DEFINE_float("asl_clip", defaults.asl_clip,
+                     "Probability shift m of ASL's negatives.")
+  flags.DEFINE_float("class_balance_beta", defaults.class_balance_beta,
+                     "β of --loss=class_balanced (effective number of samples).")
+
+
+def loss_config() -> loss_registry.LossConfig:
+  """A `LossConfig` from the loss flags."""
+  return loss_registry.LossConfig(
+      name=FLAGS.loss, focal_gamma=FLAGS.focal_gamma, asl_gamma_positive=FLAGS.asl_gamma_positive,
+      asl_gamma_negative=FLAGS.asl_gamma_negative, asl_clip=FLAGS.asl_clip,
+      class_balance_beta=FLAGS.class_balance_beta)
 
 
 def reader_config(data_pattern: str, training: bool = False, **overrides) -> reader.ReaderConfig:

@@ -8,6 +8,9 @@ transform, the CNN given the SCNN's number of steps, evaluation of every row.
 Example:
   yt8m-sdnn --train_data=/data/yt8m/train --eval_data=/data/yt8m/validate \
       --work_dir=/tmp/sdnn --num_classes=3862
+  # SDNN against the losses a practitioner would try first, on one step budget:
+  yt8m-sdnn ... --stages=baseline,sdnn,baseline_equal_steps,baseline_equal_steps:focal,\
+      baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,sdnn:asymmetric
 """
 
 from absl import flags
@@ -20,7 +23,8 @@ flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or c
 flags.DEFINE_string("eval_data", None, "Evaluation shards.")
 flags.DEFINE_string("work_dir", None, "Receives every stage and comparison.json.")
 flags.DEFINE_list("stages", list(pipeline.DEFAULT_STAGES),
-                  f"Model rows, among {list(pipeline.ROW_STAGES)}.")
+                  f"Model rows, among {list(pipeline.ROW_STAGES)}; ROW:LOSS gives a row its "
+                  "own loss (e.g. baseline_equal_steps:asymmetric, sdnn:focal).")
 flags.DEFINE_bool("overwrite", False, "Rerun stages whose outputs exist.")
 flags.DEFINE_integer("num_epochs", 5, "Training epochs of every model.")
 flags.DEFINE_float("learning_rate", 0.001, "Initial learning rate.")
@@ -35,6 +39,7 @@ flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flag_sets.define_data_flags()
+flag_sets.define_loss_flags()
 flags.mark_flags_as_required(["train_data", "eval_data", "work_dir"])
 
 
@@ -47,7 +52,8 @@ def main(argv):
       train=training.TrainConfig(
           train_dir=FLAGS.work_dir, num_epochs=FLAGS.num_epochs,
           learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
-          optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed),
+          optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+          loss=flag_sets.loss_config()),
       top_k=FLAGS.top_k, overwrite=FLAGS.overwrite, stages=tuple(FLAGS.stages),
       fraction_of_epoch=FLAGS.fraction_of_epoch, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,

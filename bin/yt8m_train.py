@@ -4,6 +4,7 @@ Example:
   yt8m-train --train_data=/data/yt8m/train --train_dir=/tmp/cnn --model=cnn \
       --num_classes=3862 --num_epochs=5
   yt8m-train ... --subclass_plan=/tmp/plan.npz   # the SCNN of the paper
+  yt8m-train ... --loss=asymmetric               # ASL instead of cross-entropy
 """
 
 import os
@@ -12,6 +13,7 @@ from absl import flags, logging
 
 from bin import flag_sets
 from yt8m_sdnn import artifacts, evaluation, models, training
+from yt8m_sdnn.data import class_counts
 from yt8m_sdnn.subclass import plan, trainer
 
 FLAGS = flags.FLAGS
@@ -34,6 +36,7 @@ flags.DEFINE_string("subclass_plan", None,
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there.")
 flag_sets.define_data_flags()
+flag_sets.define_loss_flags()
 flags.mark_flags_as_required(["train_data", "train_dir"])
 
 
@@ -44,16 +47,18 @@ def main(argv):
       learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
       optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay,
       steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,
-      backup_steps=FLAGS.backup_steps)
+      backup_steps=FLAGS.backup_steps, loss=flag_sets.loss_config())
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   flag_sets.report_skipped(reader_config)
   arguments = {}
   if FLAGS.subclass_plan:
     subclass_plan = plan.load_plan(FLAGS.subclass_plan, expected_num_classes=FLAGS.num_classes,
                                    expected_feature_size=reader_config.feature_size)
+    counts = (class_counts.count_class_positives(reader_config)[0]
+              if train_config.loss.needs_class_counts else None)
     arguments = trainer.subclass_training_arguments(
         subclass_plan, FLAGS.model, reader_config.feature_size, FLAGS.batch_size,
-        FLAGS.weight_decay)
+        FLAGS.weight_decay, loss_config=train_config.loss, class_counts=counts)
   result = training.train(train_config, reader_config, **arguments)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,
                result.examples_per_second)

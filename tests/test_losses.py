@@ -180,7 +180,8 @@ def test_serialization_round_trip():
   config = loss.get_config()
   assert config == {"name": "sce", "reduction": "sum", "dtype": "float64",
                     "unit_to_class": UNIT_TO_CLASS, "from_logits": False,
-                    "sibling_negative_weight": 0.25}
+                    "sibling_negative_weight": 0.25, "gamma_positive": 0.0,
+                    "gamma_negative": 0.0, "clip": 0.0, "class_weights": None}
   restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
   assert isinstance(restored, losses.SubclassCrossEntropy)
   assert restored.get_config() == config

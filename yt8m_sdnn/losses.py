@@ -14,12 +14,14 @@ classes' units only, and the gradient is written out instead of traced.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from yt8m_sdnn import reweighted_losses
 from yt8m_sdnn.subclass.layout import check_unit_to_class
 
 
@@ -161,8 +163,45 @@ def _check_sibling_negative_weight(weight: float) -> float:
   return float(weight)
 
 
+@dataclasses.dataclass(frozen=True)
+class Reweighting:
+  """Focusing and class weights that the subclass loss can borrow (`reweighted_losses`).
+
+  Attributes:
+    gamma_positive: focusing of the positive terms, (1 - q)^γ+ (focal, ASL).
+    gamma_negative: focusing of the negative terms, q_m^γ- (focal, ASL).
+    clip: m, ASL's probability shift of the negative terms.
+    class_weights: one weight per class (class-balanced), given to all its units.
+  """
+  gamma_positive: float = 0.0
+  gamma_negative: float = 0.0
+  clip: float = 0.0
+  class_weights: tuple[float, ...] | None = None
+
+  @property
+  def is_identity(self) -> bool:
+    return not (self.gamma_positive or self.gamma_negative or self.clip
+                or self.class_weights is not None)
+
+
+def _reweighted_from_logits(logits: tf.Tensor, y_true: tf.Tensor, weights: tf.Tensor | None,
+                            unit_weights: tf.Tensor | None,
+                            reweighting: Reweighting) -> tf.Tensor:
+  """Σ_units c_u·[y·P(h) + n·N(h)]: eq. (11) with focused terms P, N and class weights c."""
+  negative_weight = 1.0 - y_true if weights is None else weights - y_true
+  elementwise = (
+      y_true * reweighted_losses.positive_terms(logits, reweighting.gamma_positive)
+      + negative_weight * reweighted_losses.negative_terms(logits, reweighting.gamma_negative,
+                                                           reweighting.clip))
+  if unit_weights is not None:
+    elementwise *= unit_weights
+  return tf.reduce_sum(elementwise, axis=-1)
+
+
 def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bool,
-                            sibling_negative_weight: float) -> tf.Tensor:
+                            sibling_negative_weight: float,
+                            reweighting: Reweighting | None = None,
+                            unit_weights: np.ndarray | None = None) -> tf.Tensor:
   y_pred = tf.convert_to_tensor(y_pred)
   if y_pred.shape.rank not in (None, 2) or y_pred.shape[-1] not in (None, groups.num_units):
     raise ValueError(f"Expected (batch, {groups.num_units}) y_pred (len(unit_to_class) "
@@ -174,6 +213,9 @@ def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bo
   # does not push down the other subclasses of i; w (sibling_negative_weight) brings
   # those back: w = 0 is eq. (11), w = 1 plain per-unit cross-entropy.
   weights = _softplus_weights(y_true, groups, sibling_negative_weight)
+  if reweighting is not None and not reweighting.is_identity:
+    return _reweighted_from_logits(reweighted_losses.logits_of(y_pred, from_logits), y_true,
+                                   weights, unit_weights, reweighting)
   # Eq. (11) sums over all units (i, j); the loss' reduction averages over the batch.
   if logits is not None:
     return _summed_from_logits(tf.cast(logits, tf.float32), y_true, weights)
@@ -231,11 +273,16 @@ class SubclassCrossEntropy(keras.losses.Loss):
     from_logits: `y_pred` holds logits (default; stable); False takes probabilities.
     sibling_negative_weight: weight of the negative term of a positive class's other
       subclasses; 0 gives eq. (11), 1 plain per-unit cross-entropy.
+    gamma_positive, gamma_negative, clip: focal / ASL focusing of the positive and
+      negative terms of eq. (11) (`reweighted_losses`); 0 leaves eq. (11).
+    class_weights: one weight per class for all its units' terms (class-balanced,
+      `reweighted_losses.class_balanced_weights`); None leaves eq. (11).
     name, reduction, dtype: as `keras.losses.Loss`.
 
   Raises:
-    ValueError: a bad `unit_to_class` or `sibling_negative_weight`, or (from the base
-      class) an unknown `reduction`.
+    ValueError: a bad `unit_to_class` or `sibling_negative_weight`, a negative γ, a
+      clip outside [0, 1), class weights not one per class, or (from the base class)
+      an unknown `reduction`.
 
   Example:
     loss = SubclassCrossEntropy(unit_to_class=layout.unit_to_class.tolist())
@@ -243,12 +290,29 @@ class SubclassCrossEntropy(keras.losses.Loss):
   """
 
   def __init__(self, unit_to_class: Sequence[int] | np.ndarray, from_logits: bool = True,
-               sibling_negative_weight: float = 0.0, name: str = "subclass_cross_entropy",
+               sibling_negative_weight: float = 0.0, gamma_positive: float = 0.0,
+               gamma_negative: float = 0.0, clip: float = 0.0,
+               class_weights: Sequence[float] | None = None,
+               name: str = "subclass_cross_entropy",
                reduction: str = "sum_over_batch_size", dtype=None):
     super().__init__(name=name, reduction=reduction, dtype=dtype)
     self._groups = _UnitGroups(unit_to_class)
     self.from_logits = bool(from_logits)
     self.sibling_negative_weight = _check_sibling_negative_weight(sibling_negative_weight)
+    if min(gamma_positive, gamma_negative) < 0 or not 0.0 <= clip < 1.0:
+      raise ValueError("Expected gamma_positive >= 0, gamma_negative >= 0, 0 <= clip < 1. "
+                       f"Received: {gamma_positive}, {gamma_negative}, {clip}")
+    self._unit_weights = None
+    if class_weights is not None:
+      class_weights = np.asarray(class_weights, np.float32)
+      num_classes = int(self._groups.unit_to_class.max()) + 1
+      if class_weights.shape != (num_classes,) or not np.isfinite(class_weights).all():
+        raise ValueError(f"Expected {num_classes} finite class_weights (one per class of "
+                         f"unit_to_class). Received shape {class_weights.shape}")
+      self._unit_weights = class_weights[self._groups.unit_to_class]
+      class_weights = tuple(float(w) for w in class_weights)
+    self.reweighting = Reweighting(float(gamma_positive), float(gamma_negative), float(clip),
+                                   class_weights)
 
   @property
   def unit_to_class(self) -> list[int]:
@@ -256,9 +320,15 @@ class SubclassCrossEntropy(keras.losses.Loss):
 
   def call(self, y_true, y_pred):
     return _subclass_cross_entropy(y_true, y_pred, self._groups, self.from_logits,
-                                   self.sibling_negative_weight)
+                                   self.sibling_negative_weight, self.reweighting,
+                                   self._unit_weights)
 
   def get_config(self):
+    reweighting = self.reweighting
     return {**super().get_config(), "dtype": self._dtype_policy.name,
             "unit_to_class": self.unit_to_class, "from_logits": self.from_logits,
-            "sibling_negative_weight": self.sibling_negative_weight}
+            "sibling_negative_weight": self.sibling_negative_weight,
+            "gamma_positive": reweighting.gamma_positive,
+            "gamma_negative": reweighting.gamma_negative, "clip": reweighting.clip,
+            "class_weights": (None if reweighting.class_weights is None
+                              else list(reweighting.class_weights))}

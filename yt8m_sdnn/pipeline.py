@@ -8,6 +8,11 @@ given as many training examples as the SCNN saw, the fair budget comparison), an
 the ablations `split_only` (Algorithm 1's split, no augmentation) and `augment_only`
 (eq. 12's copies, no split). The SDNN rows share two stages: `neglection`
 (θ over a fraction of an epoch, eqs. 6-10) and `partition` (Algorithm 1, the plan).
+
+A row may name its own loss as `ROW:LOSS` (a name of `loss_registry.LOSS_NAMES`), e.g.
+`baseline_equal_steps:asymmetric` (the CNN with ASL on the SCNN's step budget) or
+`sdnn:focal` (the subclass loss with focal focusing); other rows use `train.loss`. Such
+rows live in `work_dir/ROW-LOSS/` and are keyed `ROW:LOSS` in `comparison.json`.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, evaluation, training
-from yt8m_sdnn.data import reader
+from yt8m_sdnn import artifacts, evaluation, loss_registry, training
+from yt8m_sdnn.data import class_counts, reader
 from yt8m_sdnn.neglection import measure
 from yt8m_sdnn.subclass import partition, trainer
 from yt8m_sdnn.subclass import plan as plan_lib
@@ -47,7 +52,8 @@ class PipelineConfig:
     train: optimizer and schedule shared by every model (its train_dir is ignored).
     top_k: k of GAP@k.
     overwrite: rerun stages whose artifacts exist.
-    stages: which model rows to produce, in order (see `ROW_STAGES`).
+    stages: which model rows to produce, in order: names of `ROW_STAGES`, each
+      optionally with its own loss as `ROW:LOSS`.
     fraction_of_epoch: share of an epoch over which θ is measured (paper: 1/3).
     tau: iterations per θ window (default: all of them).
     top_fraction: share of classes split (paper: 10%).
@@ -68,13 +74,33 @@ class PipelineConfig:
   extrapolation: float = 0.5
 
   def __post_init__(self):
-    unknown = [stage for stage in self.stages if stage not in ROW_STAGES]
-    if unknown:
-      raise ValueError(f"Expected stages among {list(ROW_STAGES)}. Received: {unknown}")
+    for stage in self.stages:
+      row, loss = split_stage(stage)
+      if row not in ROW_STAGES:
+        raise ValueError(f"Expected stages among {list(ROW_STAGES)}, optionally as ROW:LOSS. "
+                         f"Received: {stage!r}")
+      if loss is not None and loss not in loss_registry.LOSS_NAMES:
+        raise ValueError(f"Expected the loss of stage {stage!r} among "
+                         f"{list(loss_registry.LOSS_NAMES)}. Received: {loss!r}")
+
+
+def split_stage(stage: str) -> tuple[str, str | None]:
+  """"ROW:LOSS" → (ROW, LOSS); "ROW" → (ROW, None)."""
+  row, _, loss = stage.partition(":")
+  return row, loss or None
+
+
+def _stage_train_config(config: PipelineConfig, stage: str) -> training.TrainConfig:
+  """`config.train` with the stage's own loss, if it names one."""
+  loss = split_stage(stage)[1]
+  if loss is None:
+    return config.train
+  return dataclasses.replace(config.train,
+                             loss=dataclasses.replace(config.train.loss, name=loss))
 
 
 def _stage_dir(config: PipelineConfig, stage: str) -> str:
-  return os.path.join(config.work_dir, stage)
+  return os.path.join(config.work_dir, stage.replace(":", "-"))
 
 
 def _load_done(config: PipelineConfig, stage: str, artifact: str = STAGE_RESULT_FILE):
@@ -92,7 +118,7 @@ def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
   done = _load_done(config, stage)
   if done is not None:
     return artifacts.read_json(done, regenerate_hint="Rerun with --overwrite to regenerate it.")
-  train_config = dataclasses.replace(train_config or config.train,
+  train_config = dataclasses.replace(train_config or _stage_train_config(config, stage),
                                      train_dir=_stage_dir(config, stage), model=model_name)
   started = time.perf_counter()
   result = training.train(train_config, reader_config or config.train_reader, **train_kwargs)
@@ -136,19 +162,26 @@ def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.Subclass
 def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPlan,
                   split: bool, augment: bool) -> dict:
   """An SCNN row (or an ablation) on the online transform."""
+  done = _load_done(config, stage)
+  if done is not None:
+    return artifacts.read_json(done, regenerate_hint="Rerun with --overwrite to regenerate it.")
+  loss_config = _stage_train_config(config, stage).loss
+  counts = (class_counts.count_class_positives(config.train_reader)[0]
+            if loss_config.needs_class_counts else None)
   arguments = trainer.subclass_training_arguments(
       plan, STAGE_MODELS["baseline"], config.train_reader.feature_size,
       config.train_reader.batch_size, config.train.weight_decay, split=split,
-      augment_copies=augment)
+      augment_copies=augment, loss_config=loss_config, class_counts=counts)
   return _train_and_evaluate(config, stage, STAGE_MODELS["baseline"], **arguments)
 
 
-def _baseline_equal_steps(config: PipelineConfig, sdnn_steps: int) -> dict:
+def _baseline_equal_steps(config: PipelineConfig, stage: str, sdnn_steps: int) -> dict:
   """The CNN given as many steps (so examples) as the SCNN: repeats the shards."""
   steps_per_epoch = math.ceil(sdnn_steps / config.train.num_epochs)
-  train_config = dataclasses.replace(config.train, steps_per_epoch=steps_per_epoch)
+  train_config = dataclasses.replace(_stage_train_config(config, stage),
+                                     steps_per_epoch=steps_per_epoch)
   reader_config = dataclasses.replace(config.train_reader, num_epochs=None)
-  return _train_and_evaluate(config, "baseline_equal_steps", STAGE_MODELS["baseline"],
+  return _train_and_evaluate(config, stage, STAGE_MODELS["baseline"],
                              train_config=train_config, reader_config=reader_config)
 
 
@@ -167,33 +200,40 @@ def run(config: PipelineConfig) -> dict:
   comparison: dict = {}
   plan = None
   for stage in config.stages:
-    if stage in STAGE_MODELS:
-      comparison[stage] = _train_and_evaluate(config, stage, STAGE_MODELS[stage])
+    row = split_stage(stage)[0]
+    if row in STAGE_MODELS:
+      comparison[stage] = _train_and_evaluate(config, stage, STAGE_MODELS[row])
       continue
     if plan is None:
       plan = _partition(config, list(_neglection(config)["selected"]))
       comparison["selected"] = [int(c) for c in plan.selected]
-    if stage == "sdnn":
+    if row == "sdnn":
       comparison[stage] = _subclass_row(config, stage, plan, split=True, augment=True)
-    elif stage == "split_only":
+    elif row == "split_only":
       comparison[stage] = _subclass_row(config, stage, plan, split=True, augment=False)
-    elif stage == "augment_only":
+    elif row == "augment_only":
       comparison[stage] = _subclass_row(config, stage, plan, split=False, augment=True)
-    elif stage == "baseline_equal_steps":
+    elif row == "baseline_equal_steps":
+      # The step budget is the plain SCNN's (default loss), whichever loss this row has.
       sdnn = comparison.get("sdnn") or _subclass_row(config, "sdnn", plan, True, True)
-      comparison[stage] = _baseline_equal_steps(config, sdnn["train_steps"])
+      comparison[stage] = _baseline_equal_steps(config, stage, sdnn["train_steps"])
   artifacts.write_json(os.path.join(config.work_dir, COMPARISON_FILE), comparison)
   return comparison
 
 
 def format_table(comparison: dict) -> str:
   """The comparison as a text table in the layout of the paper's Table 2."""
-  stages = [stage for stage in comparison if stage in ROW_STAGES]
+  stages = [stage for stage in comparison if split_stage(stage)[0] in ROW_STAGES]
   labels = {"logistic": "LR", "baseline": "CNN", "baseline_equal_steps": "CNN =steps",
             "sdnn": "SCNN", "split_only": "split only", "augment_only": "augment only"}
   names = {"hit_at_one": "Hit@1", "perr": "PERR", "map": "mAP", "gap": "GAP@20"}
-  width = max(12, *(len(labels.get(stage, stage)) + 2 for stage in stages))
-  lines = ["".ljust(14) + "".join(labels.get(stage, stage).rjust(width) for stage in stages)]
+
+  def label(stage: str) -> str:
+    row, loss = split_stage(stage)
+    return labels[row] + (f" {loss}" if loss else "")
+
+  width = max(12, *(len(label(stage)) + 2 for stage in stages))
+  lines = ["".ljust(14) + "".join(label(stage).rjust(width) for stage in stages)]
   for key in ("hit_at_one", "perr", "map", "gap"):
     lines.append(names[key].ljust(14) + "".join(
         f"{100 * comparison[stage][key]:.2f}%".rjust(width) for stage in stages))

@@ -23,8 +23,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, losses, models
-from yt8m_sdnn.data import reader
+from yt8m_sdnn import artifacts, loss_registry, models
+from yt8m_sdnn.data import class_counts, reader
 
 MODEL_FILE = "model.keras"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -47,6 +47,7 @@ class TrainConfig:
     jit_compile: compile the train step with XLA.
     seed: seed of the weight initialization and dropout.
     backup_steps: steps between crash backups (also one at every epoch end).
+    loss: the training loss (`loss_registry`); default eq. (3).
   """
   train_dir: str
   model: str = "cnn"
@@ -59,6 +60,7 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int | None = None
   backup_steps: int = 100
+  loss: loss_registry.LossConfig = loss_registry.LossConfig()
 
   def __post_init__(self):
     if self.model not in models.MODEL_REGISTRY:
@@ -83,16 +85,12 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
   raise ValueError(f"Expected one of {list(OPTIMIZERS)}. Received: optimizer={name!r}")
 
 
-def sigmoid_cross_entropy() -> keras.losses.Loss:
-  """The baseline loss, eq. (3)."""
-  return losses.SigmoidCrossEntropy()
-
-
 def model_config_dict(reader_config: reader.ReaderConfig, train_config: TrainConfig,
                       num_outputs: int) -> dict:
   """What evaluation and prediction need to read data for a trained model."""
   return {
       "model": train_config.model,
+      "loss": train_config.loss.name,
       "num_classes": reader_config.num_classes,
       "num_outputs": num_outputs,
       "feature_names": list(reader_config.feature_names),
@@ -281,7 +279,7 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     reader_config: how the training shards are read (also saved for evaluation).
     model: a prebuilt model (e.g. a subclass model or a neglection wrapper); its
       `model.keras` is what gets saved (a wrapper's inner `.model` when it has one).
-    loss: the loss; default eq. (3).
+    loss: the loss; default `train_config.loss` (eq. 3 unless configured otherwise).
     dataset_transform: applied to each epoch's dataset (e.g. the subclass transform).
     extra_callbacks: appended to the default callbacks.
     num_outputs: output units, when they differ from the class count.
@@ -304,8 +302,13 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   if model is None:
     model = models.build_model(train_config.model, reader_config.feature_size, num_outputs,
                                weight_decay=train_config.weight_decay)
+  if loss is None:
+    counts = (class_counts.count_class_positives(reader_config)[0]
+              if train_config.loss.needs_class_counts else None)
+    loss = loss_registry.make_loss(train_config.loss, reader_config.num_classes,
+                                   class_counts=counts)
   model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
-                loss=loss or sigmoid_cross_entropy(), jit_compile=train_config.jit_compile)
+                loss=loss, jit_compile=train_config.jit_compile)
   backup_dir = os.path.join(train_config.train_dir, "backup")
   start_epoch, start_step = 0, 0
   state = read_backup_state(backup_dir)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from yt8m_sdnn import losses, models
+from yt8m_sdnn import loss_registry, models
 from yt8m_sdnn.subclass import augment
 from yt8m_sdnn.subclass.plan import SubclassPlan
 
 
 def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_size: int,
                                 batch_size: int, weight_decay: float = 5e-4,
-                                split: bool = True, augment_copies: bool = True) -> dict:
+                                split: bool = True, augment_copies: bool = True,
+                                loss_config: loss_registry.LossConfig = loss_registry.LossConfig(),
+                                class_counts=None) -> dict:
   """Keyword arguments for `training.train` that train on `plan`.
 
   Args:
@@ -27,6 +29,9 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
     weight_decay: L2 coefficient on every kernel.
     split: train subclasses (False: class labels with the augmented copies only).
     augment_copies: add eq. (12)'s copies (False: the split alone).
+    loss_config: the loss; with `split` its focusing or class weights go into the
+      subclass cross-entropy (`loss_registry.make_loss`).
+    class_counts: training positives per class, for "class_balanced".
 
   Returns:
     {"dataset_transform", and with `split` also "model", "loss", "num_outputs",
@@ -45,6 +50,8 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
     unit_to_class = [int(c) for c in plan.layout.unit_to_class]
     logits_model, class_model = models.build_subclass_model(
         model_name, feature_size, unit_to_class, plan.num_classes, weight_decay=weight_decay)
-    arguments.update(model=logits_model, loss=losses.SubclassCrossEntropy(unit_to_class),
+    loss = loss_registry.make_loss(loss_config, plan.num_classes, from_logits=True,
+                                   class_counts=class_counts, unit_to_class=unit_to_class)
+    arguments.update(model=logits_model, loss=loss,
                      num_outputs=len(unit_to_class), model_to_save=class_model)
   return arguments

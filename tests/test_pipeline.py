@@ -1,0 +1,74 @@
+"""The whole-method pipeline: rows, per-row losses, resumption, and its table."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from yt8m_sdnn import loss_registry, pipeline, training
+from yt8m_sdnn.data import reader, synthetic
+
+
+@pytest.fixture(scope="module")
+def pipeline_config(tmp_path_factory):
+  root = tmp_path_factory.mktemp("pipeline")
+  synthetic.generate(synthetic.SynthConfig(output_dir=str(root / "data"), num_classes=12,
+                                           num_train=256, num_validate=64, num_shards=2,
+                                           num_hard_classes=2))
+  return pipeline.PipelineConfig(
+      work_dir=str(root / "work"),
+      train_reader=reader.ReaderConfig(str(root / "data" / "train"), num_classes=12,
+                                       batch_size=64, training=True, seed=0),
+      eval_reader=reader.ReaderConfig(str(root / "data" / "validate"), num_classes=12),
+      train=training.TrainConfig(train_dir=str(root / "work"), num_epochs=1, seed=0),
+      stages=("baseline", "sdnn", "baseline_equal_steps:asymmetric", "sdnn:class_balanced"),
+      fraction_of_epoch=1.0, top_k_classes=3)
+
+
+def test_rows_with_their_own_losses(pipeline_config):
+  comparison = pipeline.run(pipeline_config)
+  assert set(comparison) == {"baseline", "sdnn", "baseline_equal_steps:asymmetric",
+                             "sdnn:class_balanced", "selected"}
+  assert len(comparison["selected"]) == 3
+  for stage in pipeline_config.stages:
+    assert 0.0 <= comparison[stage]["gap"] <= 1.0
+  # The equal-steps row trains as many steps as the default-loss SCNN.
+  assert (comparison["baseline_equal_steps:asymmetric"]["train_steps"]
+          >= comparison["sdnn"]["train_steps"])
+  work = pipeline_config.work_dir
+  assert training.load_model_config(os.path.join(work, "baseline_equal_steps-asymmetric"))[
+      "loss"] == "asymmetric"
+  assert training.load_model_config(os.path.join(work, "sdnn-class_balanced"))[
+      "loss"] == "class_balanced"
+  table = pipeline.format_table(comparison)
+  assert "CNN =steps asymmetric" in table and "SCNN class_balanced" in table
+
+  # A second run finds every artifact and trains nothing.
+  stamps = {stage: os.path.getmtime(os.path.join(work, stage.replace(":", "-"),
+                                                 pipeline.STAGE_RESULT_FILE))
+            for stage in pipeline_config.stages}
+  again = pipeline.run(pipeline_config)
+  assert {stage: again[stage]["gap"] for stage in pipeline_config.stages} == {
+      stage: comparison[stage]["gap"] for stage in pipeline_config.stages}
+  assert stamps == {stage: os.path.getmtime(os.path.join(work, stage.replace(":", "-"),
+                                                         pipeline.STAGE_RESULT_FILE))
+                    for stage in pipeline_config.stages}
+
+
+@pytest.mark.parametrize("stage,message", [
+    ("bogus", "Expected stages among"),
+    ("sdnn:hinge", "Expected the loss of stage 'sdnn:hinge' among"),
+])
+def test_bad_stage_names_list_the_valid_ones(pipeline_config, stage, message):
+  with pytest.raises(ValueError, match=message):
+    pipeline.PipelineConfig(work_dir="/tmp/x", train_reader=pipeline_config.train_reader,
+                            eval_reader=pipeline_config.eval_reader, train=pipeline_config.train,
+                            stages=(stage,))
+
+
+def test_loss_registry_lists_the_valid_names():
+  with pytest.raises(ValueError, match=r"Expected one of \['cross_entropy', 'focal'"):
+    loss_registry.LossConfig("hinge")
+  with pytest.raises(ValueError, match="needs the training class counts"):
+    loss_registry.make_loss(loss_registry.LossConfig("class_balanced"), num_classes=4)

@@ -1,0 +1,103 @@
+"""The training losses by name: one place that turns `--loss=NAME` into a Keras loss.
+
+Every name works for the baseline (one unit per class) and, through the subclass
+cross-entropy's focusing and class weights, for the subclass network (eq. 11), so
+"SDNN combined with focal" is `--subclass_plan=PLAN --loss=focal`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from yt8m_sdnn import losses, reweighted_losses
+
+LOSS_NAMES = ("cross_entropy", "focal", "asymmetric", "class_balanced")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """Which loss, with its hyperparameters.
+
+  Attributes:
+    name: one of `LOSS_NAMES`: "cross_entropy" (eq. 3), "focal" (Keras'
+      `BinaryFocalCrossentropy`, summed over classes), "asymmetric" (ASL),
+      "class_balanced" (Cui et al.; needs the training class counts).
+    focal_gamma: γ of the focal loss.
+    asl_gamma_positive: γ+ of ASL.
+    asl_gamma_negative: γ- of ASL.
+    asl_clip: m, ASL's probability shift of negatives.
+    class_balance_beta: β of the effective number of samples.
+  """
+  name: str = "cross_entropy"
+  focal_gamma: float = 2.0
+  asl_gamma_positive: float = 0.0
+  asl_gamma_negative: float = 4.0
+  asl_clip: float = 0.05
+  class_balance_beta: float = 0.999
+
+  def __post_init__(self):
+    if self.name not in LOSS_NAMES:
+      raise ValueError(f"Expected one of {list(LOSS_NAMES)}. Received: loss={self.name!r}")
+
+  @property
+  def needs_class_counts(self) -> bool:
+    return self.name == "class_balanced"
+
+
+def _check_counts(config: LossConfig, class_counts, num_classes: int) -> np.ndarray:
+  if class_counts is None:
+    raise ValueError(f"loss={config.name!r} needs the training class counts "
+                     "(data.class_counts.count_class_positives)")
+  counts = np.asarray(class_counts)
+  if counts.shape != (num_classes,):
+    raise ValueError(f"Expected {num_classes} class counts. Received shape {counts.shape}")
+  return counts
+
+
+def make_loss(config: LossConfig, num_classes: int, from_logits: bool = False,
+              class_counts: Sequence[int] | np.ndarray | None = None,
+              unit_to_class: Sequence[int] | None = None) -> keras.losses.Loss:
+  """The Keras loss `config` names.
+
+  Args:
+    config: the loss and its hyperparameters.
+    num_classes: number of classes.
+    from_logits: whether the model outputs logits (the baseline outputs probabilities).
+    class_counts: training positives per class; required by "class_balanced".
+    unit_to_class: for a subclass network, the class of every output unit: the loss
+      is then the subclass cross-entropy (eq. 11) with the named loss's focusing or
+      class weights on its terms.
+
+  Raises:
+    ValueError: class counts missing or of the wrong length.
+
+  Example:
+    loss = make_loss(LossConfig("asymmetric"), num_classes=3862)
+  """
+  class_weights = None
+  if config.needs_class_counts:
+    class_weights = reweighted_losses.class_balanced_weights(
+        _check_counts(config, class_counts, num_classes), config.class_balance_beta)
+  if unit_to_class is not None:
+    focusing = {
+        "focal": dict(gamma_positive=config.focal_gamma, gamma_negative=config.focal_gamma),
+        "asymmetric": dict(gamma_positive=config.asl_gamma_positive,
+                           gamma_negative=config.asl_gamma_negative, clip=config.asl_clip),
+    }.get(config.name, {})
+    return losses.SubclassCrossEntropy(
+        unit_to_class, from_logits=from_logits, **focusing,
+        class_weights=None if class_weights is None else class_weights.tolist())
+  if config.name == "focal":
+    return reweighted_losses.SummedBinaryFocalCrossentropy(gamma=config.focal_gamma,
+                                                           from_logits=from_logits)
+  if config.name == "asymmetric":
+    return reweighted_losses.AsymmetricLoss(config.asl_gamma_positive, config.asl_gamma_negative,
+                                            config.asl_clip, from_logits=from_logits)
+  if config.name == "class_balanced":
+    return reweighted_losses.ClassBalancedCrossEntropy(class_weights.tolist(),
+                                                       from_logits=from_logits)
+  return losses.SigmoidCrossEntropy(from_logits=from_logits)

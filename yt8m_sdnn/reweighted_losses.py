@@ -1,0 +1,222 @@
+"""What a practitioner tries before subclasses: focal, asymmetric and class-balanced losses.
+
+Each reweights the binary cross-entropy of every (video, class) pair; they are here to
+compare SDNN against them on the same data and budget (`loss_registry.py`), and their
+focusing and weighting also compose with the subclass cross-entropy (eq. 11,
+`losses.SubclassCrossEntropy`). Like eq. (3) they sum over classes and average over
+the batch, so a loss is comparable with `losses.SigmoidCrossEntropy` at the same
+weight decay.
+
+- Focal (Lin et al., ICCV 2017): Keras' own `BinaryFocalCrossentropy`, summed over
+  classes instead of averaged (`SummedBinaryFocalCrossentropy`).
+- Asymmetric loss, ASL (Ridnik et al., ICCV 2021): positives y·(1 - p)^γ+·(-ln p);
+  negatives (1 - y)·p_m^γ-·(-ln(1 - p_m)) with the shifted probability
+  p_m = max(p - m, 0), which also discards easy negatives (p < m) entirely.
+- Class-balanced (Cui et al., CVPR 2019): class i's binary cross-entropy weighted by
+  (1 - β) / (1 - β^n_i), n_i its training positives, the weights scaled to sum to
+  the number of classes. Cui et al. weight a sample by its ground-truth class; with
+  several labels per video there is no single one, so here the weight is the
+  class's, on both its positive and negative terms.
+
+All are computed from logits without a log of a clipped sigmoid; probabilities (a
+sigmoid output) are turned back into logits (Keras' cached logits when present).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def logits_of(y_pred, from_logits: bool) -> tf.Tensor:
+  """Logits of `y_pred`: itself, a Keras sigmoid's cached logits, or log(p / (1 - p))."""
+  if from_logits:
+    return tf.cast(y_pred, tf.float32)
+  cached = getattr(y_pred, "_keras_logits", None)
+  if cached is not None:
+    return tf.cast(cached, tf.float32)
+  epsilon = keras.config.epsilon()
+  probabilities = tf.clip_by_value(tf.cast(y_pred, tf.float32), epsilon, 1.0 - epsilon)
+  return tf.math.log(probabilities) - tf.math.log1p(-probabilities)
+
+
+def _softplus(logits: tf.Tensor) -> tf.Tensor:
+  return tf.nn.relu(logits) + tf.math.log1p(tf.exp(-tf.abs(logits)))
+
+
+def positive_terms(logits: tf.Tensor, gamma_positive: float = 0.0) -> tf.Tensor:
+  """(1 - p)^γ+ · (-ln p) elementwise, p = σ(h): the positive term of focal and ASL."""
+  # -ln p = softplus(-h) and (1 - p)^γ = exp(-γ·softplus(h)): finite for any h.
+  terms = _softplus(-logits)
+  if gamma_positive:
+    terms *= tf.exp(-gamma_positive * _softplus(logits))
+  return terms
+
+
+def negative_terms(logits: tf.Tensor, gamma_negative: float = 0.0,
+                   clip: float = 0.0) -> tf.Tensor:
+  """p_m^γ- · (-ln(1 - p_m)) elementwise, p_m = max(p - m, 0) (ASL; m = 0: focal)."""
+  if not clip:
+    terms = _softplus(logits)  # -ln(1 - p)
+    if gamma_negative:
+      terms *= tf.exp(-gamma_negative * _softplus(-logits))  # p^γ
+    return terms
+  # 1 - p_m = min(1 - p + m, 1); ln(1 - p + m) = logaddexp(ln(1 - p), ln m).
+  log_one_minus_p = -_softplus(logits)
+  log_m = tf.math.log(tf.constant(clip, tf.float32))
+  high = tf.maximum(log_one_minus_p, log_m)
+  log_sum = high + tf.math.log1p(tf.exp(-tf.abs(log_one_minus_p - log_m)))
+  terms = tf.nn.relu(-log_sum)
+  if gamma_negative:
+    shifted = tf.math.sigmoid(logits) - clip
+    positive = shifted > 0
+    # The where keeps the gradient of p_m^γ finite where p_m = 0 (no gradient there).
+    safe = tf.where(positive, shifted, tf.ones_like(shifted))
+    terms *= tf.where(positive, tf.pow(safe, gamma_negative), tf.zeros_like(shifted))
+  return terms
+
+
+def class_balanced_weights(class_counts: Sequence[int] | np.ndarray,
+                           beta: float = 0.999) -> np.ndarray:
+  """Cui et al.'s weights (1 - β) / (1 - β^n_i), scaled to sum to the number of classes.
+
+  A class without a positive in the training data counts as one positive (its weight
+  would be infinite); it is then only ever a negative, so this is mild.
+
+  Args:
+    class_counts: training positives of every class (`data.class_counts`).
+    beta: β in [0, 1); 0 gives equal weights, β → 1 inverse frequency.
+
+  Returns:
+    float32 (num_classes,) weights.
+
+  Raises:
+    ValueError: β outside [0, 1), or negative counts.
+  """
+  counts = np.asarray(class_counts, np.float64)
+  if not 0.0 <= beta < 1.0:
+    raise ValueError(f"Expected 0 <= beta < 1. Received: beta={beta!r}")
+  if counts.ndim != 1 or counts.size == 0 or (counts < 0).any():
+    raise ValueError(f"Expected a non-empty 1-D array of non-negative class counts. "
+                     f"Received shape {counts.shape}")
+  if beta:
+    # 1 - β^n, computed as -expm1(n ln β) to keep its precision for β near 1.
+    effective_number = -np.expm1(np.maximum(counts, 1.0) * np.log(beta))
+    weights = (1.0 - beta) / effective_number
+  else:
+    weights = np.ones_like(counts)
+  return (weights * counts.size / weights.sum()).astype(np.float32)
+
+
+def _check_nonnegative(**values) -> None:
+  for name, value in values.items():
+    if value < 0:
+      raise ValueError(f"Expected {name} >= 0. Received: {name}={value!r}")
+
+
+def asymmetric_loss(y_true, y_pred, gamma_positive: float = 0.0, gamma_negative: float = 4.0,
+                    clip: float = 0.05, from_logits: bool = True) -> tf.Tensor:
+  """ASL per video, summed over classes (see the module docstring).
+
+  Args:
+    y_true: (batch, classes) multi-hot labels.
+    y_pred: (batch, classes) logits, or probabilities with `from_logits=False`.
+    gamma_positive, gamma_negative: focusing of the positive and negative terms.
+    clip: m, the probability shift of the negatives (0: none).
+    from_logits: whether `y_pred` holds logits.
+
+  Returns:
+    (batch,) float32.
+  """
+  logits = logits_of(y_pred, from_logits)
+  y_true = tf.cast(y_true, tf.float32)
+  return tf.reduce_sum(y_true * positive_terms(logits, gamma_positive)
+                       + (1.0 - y_true) * negative_terms(logits, gamma_negative, clip), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="yt8m_sdnn")
+class AsymmetricLoss(keras.losses.Loss):
+  """The asymmetric loss of Ridnik et al. (ICCV 2021), summed over classes.
+
+  Defaults are the paper's multilabel setting: γ+ = 0, γ- = 4, m = 0.05.
+
+  Example:
+    model.compile(optimizer="adam", loss=AsymmetricLoss(from_logits=False))
+  """
+
+  def __init__(self, gamma_positive: float = 0.0, gamma_negative: float = 4.0,
+               clip: float = 0.05, from_logits: bool = True, name: str = "asymmetric_loss",
+               reduction: str = "sum_over_batch_size", dtype=None):
+    super().__init__(name=name, reduction=reduction, dtype=dtype)
+    _check_nonnegative(gamma_positive=gamma_positive, gamma_negative=gamma_negative)
+    if not 0.0 <= clip < 1.0:
+      raise ValueError(f"Expected 0 <= clip < 1. Received: clip={clip!r}")
+    self.gamma_positive = float(gamma_positive)
+    self.gamma_negative = float(gamma_negative)
+    self.clip = float(clip)
+    self.from_logits = bool(from_logits)
+
+  def call(self, y_true, y_pred):
+    return asymmetric_loss(y_true, y_pred, self.gamma_positive, self.gamma_negative,
+                           self.clip, self.from_logits)
+
+  def get_config(self):
+    return {**super().get_config(), "gamma_positive": self.gamma_positive,
+            "gamma_negative": self.gamma_negative, "clip": self.clip,
+            "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="yt8m_sdnn")
+class ClassBalancedCrossEntropy(keras.losses.Loss):
+  """Sigmoid cross-entropy with Cui et al.'s class-balanced weight on every class.
+
+  Args:
+    class_weights: one weight per class (`class_balanced_weights(counts, beta)`).
+    from_logits: whether `y_pred` holds logits.
+    name, reduction, dtype: as `keras.losses.Loss`.
+
+  Example:
+    weights = class_balanced_weights(class_counts, beta=0.999)
+    model.compile(optimizer="adam", loss=ClassBalancedCrossEntropy(weights.tolist()))
+  """
+
+  def __init__(self, class_weights: Sequence[float], from_logits: bool = True,
+               name: str = "class_balanced_cross_entropy",
+               reduction: str = "sum_over_batch_size", dtype=None):
+    super().__init__(name=name, reduction=reduction, dtype=dtype)
+    weights = np.asarray(class_weights, np.float32)
+    if weights.ndim != 1 or weights.size == 0 or not np.isfinite(weights).all() or (
+        weights < 0).any():
+      raise ValueError("Expected a non-empty list of finite, non-negative class_weights. "
+                       f"Received shape {weights.shape}")
+    self.class_weights = weights
+    self.from_logits = bool(from_logits)
+
+  def call(self, y_true, y_pred):
+    logits = logits_of(y_pred, self.from_logits)
+    if logits.shape[-1] is not None and logits.shape[-1] != self.class_weights.size:
+      raise ValueError(f"Expected (batch, {self.class_weights.size}) predictions (one per "
+                       f"class weight). Received: y_pred.shape={logits.shape}")
+    y_true = tf.cast(y_true, tf.float32)
+    # -[y ln p + (1 - y) ln(1 - p)] = softplus(h) - y·h.
+    elementwise = _softplus(logits) - y_true * logits
+    return tf.reduce_sum(elementwise * self.class_weights, axis=-1)
+
+  def get_config(self):
+    return {**super().get_config(), "class_weights": self.class_weights.tolist(),
+            "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="yt8m_sdnn")
+class SummedBinaryFocalCrossentropy(keras.losses.BinaryFocalCrossentropy):
+  """Keras' `BinaryFocalCrossentropy`, summed over classes as eq. (3) is.
+
+  Keras averages over the last axis; multiplying by its width gives the sum, so the
+  focal loss meets the same weight decay as the other losses here.
+  """
+
+  def call(self, y_true, y_pred):
+    return super().call(y_true, y_pred) * tf.cast(tf.shape(y_pred)[-1], tf.float32)
