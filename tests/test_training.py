@@ -199,3 +199,17 @@ def test_neglection_binary_names_unwritable_train_dir(synthetic_dir, tmp_path):
   result = run_binary("yt8m_neglection", f"--train_data={synthetic_dir}/train",
                       f"--train_dir={blocked}/sub", "--num_classes=12")
   assert result.returncode == 1 and f"{blocked}/sub" in result.stderr
+
+
+def test_evaluation_refuses_duplicated_video_ids(tmp_path):
+  ids, labels, rgb, audio = random_videos(12, 5, seed=3)
+  ids[7] = ids[2]  # the same video twice, in the second shard
+  write_video_shards(tmp_path, ids, labels, rgb, audio, num_shards=2)
+  config = reader.ReaderConfig(str(tmp_path), num_classes=5, batch_size=4)
+  model = models.build_logistic(1152, 5)
+  with pytest.raises(reader.DataError) as raised:
+    evaluation.evaluate(model, config)
+  message = str(raised.value)
+  assert "1 video ids occur more than once" in message
+  assert f"{tmp_path}/train00.tfrecord: record 2 (id 'v002')" in message
+  assert f"{tmp_path}/train01.tfrecord: record 1 (id 'v002')" in message

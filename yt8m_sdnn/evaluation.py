@@ -7,6 +7,7 @@ plus the top-k lists the metrics keep.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator
 
 import keras
@@ -14,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_sdnn import metrics
-from yt8m_sdnn.data import reader
+from yt8m_sdnn.data import reader, scan
 
 
 def check_model_fits(model: keras.Model, reader_config: reader.ReaderConfig) -> None:
@@ -39,6 +40,24 @@ def score_batches(model: keras.Model, dataset: tf.data.Dataset) -> Iterator[tupl
     yield (scores.numpy(),) + tuple(part.numpy() for part in batch[1:])
 
 
+def check_unique_ids(video_ids: list[np.ndarray], reader_config: reader.ReaderConfig) -> None:
+  """Raises `reader.DataError` naming the records of any video id seen twice.
+
+  A video counted twice weighs twice in GAP and the per-class APs, so evaluation
+  refuses it instead of reporting a number for a different data set.
+  """
+  ids = np.concatenate(video_ids) if video_ids else np.array([], dtype=object)
+  ids = ids[ids != b""]  # records without an id cannot be told apart; not checked
+  unique, counts = np.unique(ids, return_counts=True)
+  repeated = unique[counts > 1]
+  if repeated.size:
+    located = scan.locate_video_ids(reader_config, repeated[:10])
+    raise reader.DataError(
+        f"{reader_config.data_pattern}: {repeated.size} video ids occur more than once "
+        f"({int(counts[counts > 1].sum())} records); each video must be evaluated once. "
+        "Remove the duplicates:\n  " + "\n  ".join(located))
+
+
 def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
              top_k: int = 20, class_ap: bool = False) -> dict:
   """Computes GAP@top_k, Hit@1, PERR and mAP of `model` over the shards.
@@ -50,15 +69,19 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
 
   Raises:
     ValueError: the model does not fit the data.
-    reader.DataError: a record cannot be used.
+    reader.DataError: a record cannot be used, or a video id occurs twice.
   """
   check_model_fits(model, reader_config)
   evaluation = metrics.EvaluationMetrics(reader_config.num_classes, top_k=top_k)
+  reader_config = dataclasses.replace(reader_config, include_ids=True)
+  video_ids = []
   try:
-    for scores, labels in score_batches(model, reader.build_dataset(reader_config)):
+    for scores, labels, ids in score_batches(model, reader.build_dataset(reader_config)):
       evaluation.accumulate(scores, labels)
+      video_ids.append(ids)
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
+  check_unique_ids(video_ids, reader_config)
   result = {key: (float(value) if isinstance(value, (float, np.floating)) else value)
             for key, value in evaluation.result().items()}
   if class_ap:

@@ -126,3 +126,26 @@ def find_first_bad_record(config: reader.ReaderConfig) -> str | None:
   """Returns a message naming the first unusable record, or None if all are fine."""
   report = scan_shards(config, stop_at_first=True)
   return report.problems[0] if report.problems else None
+
+
+def locate_video_ids(config: reader.ReaderConfig, video_ids, limit: int = 20) -> list[str]:
+  """"path: record N (id 'X')" for every record whose id is among `video_ids`.
+
+  Reads only the id of each record, shard by shard (an error path: duplicated ids).
+  """
+  wanted = {video_id if isinstance(video_id, bytes) else str(video_id).encode()
+            for video_id in video_ids}
+  found = []
+  for path in resolve_files(config.data_pattern):
+    records = tf.data.TFRecordDataset(path).batch(_SCAN_BATCH)
+    start = 0
+    for batch in records:
+      parsed = tf.io.parse_example(batch, {config.id_key: tf.io.RaggedFeature(tf.string)})
+      ids = parsed[config.id_key].to_list()
+      for offset, values in enumerate(ids):
+        if values and values[0] in wanted:
+          found.append(f"{path}: record {start + offset} (id {values[0].decode(errors='replace')!r})")
+          if len(found) >= limit:
+            return found
+      start += len(ids)
+  return found
