@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m_sdnn import artifacts, loss_registry
+from yt8m_sdnn import artifacts, distribute, loss_registry
 from yt8m_sdnn.data import reader, scan
 
 FLAGS = flags.FLAGS
@@ -32,6 +32,17 @@ def define_data_flags() -> None:
   flags.DEFINE_bool("skip_corrupt", False,
                     "Skip unusable records (counted and logged) instead of stopping.")
   flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
+
+
+def define_compute_flags() -> None:
+  """--strategy, --mixed_precision and --jit_compile, for binaries that train."""
+  flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES),
+                    "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
+                    "multi_worker (cluster from TF_CONFIG), tpu.")
+  flags.DEFINE_enum("mixed_precision", "float32", list(distribute.PRECISIONS),
+                    "Compute dtype policy; mixed_bfloat16 / mixed_float16 on GPUs and TPUs "
+                    "(output layer, loss and θ stay float32).")
+  flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 
 
 def define_loss_flags() -> None:
@@ -103,10 +114,21 @@ USER_ERRORS = (reader.DataError, artifacts.ArtifactError, FileNotFoundError, Val
 
 
 def run_main(main) -> None:
-  """Runs an absl `main`, turning user-fixable errors into one line and exit status 1."""
+  """Runs an absl `main`, turning user-fixable errors into one line and exit status 1.
+
+  With the compute flags defined, `main` runs under --mixed_precision's policy and
+  inside --strategy's scope, so every model it builds is distributed.
+  """
 
   def guarded(argv):
     try:
+      if "strategy" in FLAGS:
+        distribute.set_precision(FLAGS.mixed_precision)
+        strategy = distribute.make_strategy(FLAGS.strategy)
+        logging.info("--strategy=%s: %d replicas in sync, --mixed_precision=%s",
+                     FLAGS.strategy, strategy.num_replicas_in_sync, FLAGS.mixed_precision)
+        with strategy.scope():
+          return main(argv)
       return main(argv)
     except USER_ERRORS as error:
       print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)

@@ -28,6 +28,7 @@ flags.DEFINE_enum("optimizer", "adam", list(training.OPTIMIZERS), "Optimizer.")
 flags.DEFINE_float("weight_decay", 5e-4, "L2 coefficient on every kernel.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flag_sets.define_data_flags()
+flag_sets.define_compute_flags()
 flags.mark_flags_as_required(["train_data", "train_dir"])
 
 
@@ -35,7 +36,8 @@ def main(argv):
   del argv
   train_config = training.TrainConfig(
       train_dir=FLAGS.train_dir, model=FLAGS.model, learning_rate=FLAGS.learning_rate,
-      optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed)
+      optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+      jit_compile=FLAGS.jit_compile)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   result = measure.measure_neglection(
       train_config, reader_config, FLAGS.fraction_of_epoch, tau=FLAGS.tau,

@@ -35,6 +35,7 @@ flags.DEFINE_string("hard_classes_json", None,
 flags.DEFINE_string("plot", None, "Optional: write a Figure-1-style PNG here (needs matplotlib).")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flag_sets.define_data_flags()
+flag_sets.define_compute_flags()
 flags.mark_flags_as_required(["train_data", "eval_data", "train_dir"])
 # Checked when flags are parsed, so a missing matplotlib stops the run before training.
 flags.register_validator("plot", lambda path: path is None or plot.matplotlib_available(),
@@ -44,7 +45,8 @@ flags.register_validator("plot", lambda path: path is None or plot.matplotlib_av
 def main(argv):
   del argv
   train_config = training.TrainConfig(train_dir=FLAGS.train_dir, model=FLAGS.model,
-                                      num_epochs=FLAGS.num_epochs, seed=FLAGS.seed)
+                                      num_epochs=FLAGS.num_epochs, seed=FLAGS.seed,
+                                      jit_compile=FLAGS.jit_compile)
   train_reader = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   eval_reader = flag_sets.reader_config(FLAGS.eval_data)
   hard_classes = (evidence.read_hard_classes(FLAGS.hard_classes_json, FLAGS.num_classes)

@@ -39,6 +39,7 @@ flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flag_sets.define_data_flags()
+flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
 flags.mark_flags_as_required(["train_data", "eval_data", "work_dir"])
 
@@ -53,7 +54,7 @@ def main(argv):
           train_dir=FLAGS.work_dir, num_epochs=FLAGS.num_epochs,
           learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
           optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
-          loss=flag_sets.loss_config()),
+          loss=flag_sets.loss_config(), jit_compile=FLAGS.jit_compile),
       top_k=FLAGS.top_k, overwrite=FLAGS.overwrite, stages=tuple(FLAGS.stages),
       fraction_of_epoch=FLAGS.fraction_of_epoch, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,

@@ -29,13 +29,13 @@ flags.DEFINE_float("weight_decay", 5e-4, "L2 coefficient on every kernel.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch.")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k for --eval_data.")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
-flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_string("subclass_plan", None,
                     "A plan from yt8m-partition: train the subclass model (eq. 11) on the "
                     "split and augmented classes; the saved model returns class scores.")
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there.")
 flag_sets.define_data_flags()
+flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
 flags.mark_flags_as_required(["train_data", "train_dir"])
 

@@ -15,6 +15,11 @@ import keras
 OUTPUT_LAYER_NAME = "predictions"
 
 
+def _output_dtype() -> str | None:
+  """float32 for the output layer under a mixed policy, so scores, losses and θ stay exact."""
+  return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+
+
 def _regularizer(weight_decay: float):
   return keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
 
@@ -50,7 +55,7 @@ def build_cnn(feature_size: int, num_outputs: int, weight_decay: float = 5e-4,
   hidden = keras.layers.Flatten(name="flatten")(hidden)
   outputs = keras.layers.Dense(
       num_outputs, activation=output_activation, kernel_regularizer=_regularizer(weight_decay),
-      name=OUTPUT_LAYER_NAME)(hidden)
+      dtype=_output_dtype(), name=OUTPUT_LAYER_NAME)(hidden)
   return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -60,7 +65,7 @@ def build_logistic(feature_size: int, num_outputs: int, weight_decay: float = 5e
   inputs = keras.Input(shape=(feature_size,), name="features")
   outputs = keras.layers.Dense(
       num_outputs, activation=output_activation, kernel_regularizer=_regularizer(weight_decay),
-      name=OUTPUT_LAYER_NAME)(inputs)
+      dtype=_output_dtype(), name=OUTPUT_LAYER_NAME)(inputs)
   return keras.Model(inputs, outputs, name="logistic")
 
 

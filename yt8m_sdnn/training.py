@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, loss_registry, models
+from yt8m_sdnn import artifacts, distribute, loss_registry, models
 from yt8m_sdnn.data import class_counts, reader
 
 MODEL_FILE = "model.keras"
@@ -292,6 +292,11 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   Raises:
     reader.DataError: a training record cannot be used (names file and record).
   """
+  chief = distribute.is_chief()
+  if not chief:
+    # Synchronous replicas hold the chief's weights; the others write to scratch.
+    train_config = dataclasses.replace(
+        train_config, train_dir=distribute.writable_dir(train_config.train_dir))
   artifacts.ensure_writable_dir(train_config.train_dir)
   if train_config.seed is not None:
     keras.utils.set_random_seed(train_config.seed)
@@ -349,5 +354,7 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   # command trains afresh; a crash before this line resumes instead.
   if tf.io.gfile.exists(backup_dir):
     tf.io.gfile.rmtree(backup_dir)
+  if not chief:
+    tf.io.gfile.rmtree(train_config.train_dir)
   return TrainResult(model=saved, seconds=clock.seconds, steps=clock.steps,
                      examples=int(examples.numpy()), history=history)

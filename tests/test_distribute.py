@@ -1,0 +1,149 @@
+"""tf.distribute: θ on replicas, two CPU workers, mixed precision and the strategy flag.
+
+The multi-worker and two-replica cases run in subprocesses: TF fixes its devices and
+cluster at start-up, and a test must not change the process the other tests share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from yt8m_sdnn import distribute, models
+from yt8m_sdnn.data import synthetic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+# θ with two replicas of global batch 2B equals θ on one device with batch B over the
+# same sequence of examples: the paper's minibatch is each replica's local batch.
+TWO_REPLICAS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from yt8m_sdnn import models
+    from yt8m_sdnn.neglection.monitor import attach_neglection_monitor
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(256, 16)).astype(np.float32)
+    labels = (rng.random((256, 6)) < 0.3).astype(np.float32)
+    initial = models.build_logistic(16, 6).get_weights()
+
+    def theta(strategy, batch_size):
+      with strategy.scope():
+        model = models.build_logistic(16, 6)
+        model.set_weights(initial)
+        wrapper, monitor = attach_neglection_monitor(model, tau=256 // batch_size)
+        # A zero learning rate keeps the weights, so both runs see the same model.
+        wrapper.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy")
+      dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(batch_size)
+      wrapper.fit(dataset, epochs=1, callbacks=[monitor], verbose=0)
+      return monitor.history[-1]["theta"]
+
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    mirrored = theta(tf.distribute.MirroredStrategy(devices), 64)
+    single = theta(tf.distribute.OneDeviceStrategy(devices[0]), 32)
+    print(json.dumps({"mirrored": [float(v) for v in mirrored],
+                      "single": [float(v) for v in single]}))
+""")
+
+
+def test_theta_is_defined_on_each_replicas_minibatch():
+  result = subprocess.run([sys.executable, "-c", TWO_REPLICAS], env=ENV, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  values = json.loads(result.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(values["mirrored"], values["single"], rtol=1e-5)
+
+
+def _free_ports(count: int) -> list[int]:
+  sockets = [socket.socket() for _ in range(count)]
+  for sock in sockets:
+    sock.bind(("127.0.0.1", 0))
+  ports = [sock.getsockname()[1] for sock in sockets]
+  for sock in sockets:
+    sock.close()
+  return ports
+
+
+def _run_binary(name: str, *flags: str, env=None, **kwargs) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-m", f"bin.{name}", *flags], cwd=ROOT,
+                          env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kwargs)
+
+
+def test_two_cpu_workers_train_and_evaluate_like_one_process(tmp_path):
+  data = tmp_path / "data"
+  synthetic.generate(synthetic.SynthConfig(output_dir=str(data), num_classes=12, num_train=512,
+                                           num_validate=128, num_shards=4, num_hard_classes=2))
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+  train_dir = tmp_path / "cnn"
+  flags = [f"--train_data={data}/train", f"--eval_data={data}/validate",
+           f"--train_dir={train_dir}", "--model=logistic", "--num_epochs=2",
+           "--num_classes=12", "--batch_size=64", "--strategy=multi_worker", "--seed=0"]
+  workers = [_run_binary("yt8m_train", *flags, env=dict(ENV, TF_CONFIG=json.dumps(
+      {"cluster": cluster, "task": {"type": "worker", "index": index}}))) for index in range(2)]
+  outputs = []
+  try:
+    for worker in workers:
+      outputs.append(worker.communicate(timeout=240))
+  finally:
+    for worker in workers:
+      worker.kill()
+  for worker, (_, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stderr[-3000:]
+    assert "--strategy=multi_worker: 2 replicas in sync" in stderr
+  # Only the chief wrote; the other worker's scratch folder is gone.
+  assert (train_dir / "model.keras").exists()
+  assert not (train_dir / ".workers").exists() or not any((train_dir / ".workers").iterdir())
+  # Synchronous training: both workers end with the same loss.
+  last_losses = [[line for line in stdout.splitlines() + stderr.splitlines()
+                  if "loss:" in line][-1].split("loss:")[-1].strip()
+                 for stdout, stderr in outputs]
+  assert last_losses[0] == last_losses[1]
+  # The workers' metrics are those of one process evaluating the saved model.
+  distributed = json.loads((train_dir / "eval_metrics.json").read_text())
+  single = _run_binary("yt8m_eval", f"--eval_data={data}/validate", f"--train_dir={train_dir}",
+                       "--batch_size=64")
+  _, stderr = single.communicate(timeout=240)
+  assert single.returncode == 0, stderr[-3000:]
+  alone = json.loads((train_dir / "eval_metrics.json").read_text())
+  for key in ("gap", "hit_at_one", "perr", "map"):
+    assert alone[key] == pytest.approx(distributed[key], abs=1e-6)
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  with pytest.raises(ValueError, match="needs the TF_CONFIG environment variable"):
+    distribute.make_strategy("multi_worker")
+  with pytest.raises(ValueError, match=r"Expected one of \['default', 'mirrored'"):
+    distribute.make_strategy("parameter_server")
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_output_float32(policy):
+  previous = keras.config.dtype_policy()
+  try:
+    distribute.set_precision(policy)
+    model = models.build_cnn(1152, 5)
+    assert model.get_layer("conv").compute_dtype == policy.split("_")[1]
+    assert model.output.dtype == "float32"
+    scores = model(np.random.default_rng(0).normal(size=(2, 1152)).astype(np.float32))
+    assert scores.dtype == "float32" and np.isfinite(np.asarray(scores)).all()
+  finally:
+    keras.config.set_dtype_policy(previous)
+  with pytest.raises(ValueError, match="Expected one of"):
+    distribute.set_precision("float8")
