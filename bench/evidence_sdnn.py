@@ -6,18 +6,21 @@ GAP@20, Hit@1, PERR and mAP per row, plus the mean AP of the planted hard classe
 
   python -m bench.evidence_sdnn --data=synthetic --seeds=0,1,2 --output=/tmp/evidence_synth
   python -m bench.evidence_sdnn --data=real --seeds=0 --output=/tmp/evidence_real
+  # SDNN against focal, ASL and class-balanced losses on one step budget (issue 9):
+  python -m bench.evidence_sdnn --stages=baseline,sdnn,baseline_equal_steps,\
+baseline_equal_steps:focal,baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,\
+sdnn:focal,sdnn:asymmetric,sdnn:class_balanced --output=/tmp/evidence_losses
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 from absl import app, flags
 
 from bench import real_data
-from yt8m_sdnn import pipeline, training
+from yt8m_sdnn import artifacts, pipeline, training
 from yt8m_sdnn.data import reader, synthetic
 
 FLAGS = flags.FLAGS
@@ -92,8 +95,8 @@ def main(argv):
                  f"{percent('map')} | {percent('hard')} | {percent('split')} | "
                  f"{cells['train_steps'][0]:.0f} | {cells['examples_per_second'][0]:.0f} |")
   print(f"\n{FLAGS.data} shards, seeds {FLAGS.seeds}, mean ± std:\n" + "\n".join(lines))
-  with open(os.path.join(FLAGS.output, "summary.json"), "w", encoding="utf-8") as stream:
-    json.dump({"rows": summary, "selected": [c.get("selected") for c, _ in runs]}, stream, indent=2)
+  artifacts.write_json(os.path.join(FLAGS.output, "summary.json"),
+                       {"rows": summary, "selected": [c.get("selected") for c, _ in runs]})
 
 
 if __name__ == "__main__":

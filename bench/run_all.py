@@ -17,13 +17,13 @@ import tensorflow as tf
 from absl import app, flags
 
 from bench import (bench_losses, bench_metrics, bench_neglection, bench_partition,
-                   bench_reader)
+                   bench_reader, bench_training)
 from yt8m_sdnn import artifacts
 
 FLAGS = flags.FLAGS
 BENCHMARKS = {"reader": bench_reader.main, "metrics": bench_metrics.main,
               "losses": bench_losses.main, "partition": bench_partition.main,
-              "neglection": bench_neglection.main}
+              "neglection": bench_neglection.main, "training": bench_training.main}
 flags.DEFINE_list("only", list(BENCHMARKS), f"Benchmarks to run, among {list(BENCHMARKS)}.")
 flags.DEFINE_string("output", os.path.join(os.path.dirname(__file__), "results.json"),
                     "Where the results go.")
