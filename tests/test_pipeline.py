@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
-from yt8m_sdnn import loss_registry, pipeline, training
+from yt8m_sdnn import artifacts, loss_registry, pipeline, training
 from yt8m_sdnn.data import reader, synthetic
 
 
@@ -72,3 +73,23 @@ def test_loss_registry_lists_the_valid_names():
     loss_registry.LossConfig("hinge")
   with pytest.raises(ValueError, match="needs the training class counts"):
     loss_registry.make_loss(loss_registry.LossConfig("class_balanced"), num_classes=4)
+
+
+@pytest.mark.parametrize("artifact", ["sdnn/stage_result.json", "neglection/neglection.json",
+                                      "partition/plan.npz"])
+def test_unreadable_artifact_is_named_with_how_to_regenerate(pipeline_config, artifact):
+  pipeline.run(pipeline_config)  # everything exists (cheap when an earlier test ran it)
+  path = os.path.join(pipeline_config.work_dir, artifact)
+  with open(path, "rb") as stream:
+    original = stream.read()
+  try:
+    with open(path, "wb") as stream:
+      stream.write(original[: len(original) // 2])  # as a crash mid-write would, without atomicity
+    config = dataclasses.replace(pipeline_config, stages=("sdnn",))
+    with pytest.raises(artifacts.ArtifactError) as raised:
+      pipeline.run(config)
+    assert path in str(raised.value)
+    assert "regenerate" in str(raised.value) or "yt8m-partition" in str(raised.value)
+  finally:
+    with open(path, "wb") as stream:
+      stream.write(original)

@@ -32,6 +32,7 @@ from yt8m_sdnn.subclass import partition, trainer
 from yt8m_sdnn.subclass import plan as plan_lib
 
 COMPARISON_FILE = "comparison.json"
+_REGENERATE = "Delete it (or its stage folder), or rerun with --overwrite, to regenerate it."
 STAGE_RESULT_FILE = "stage_result.json"
 METRIC_KEYS = ("gap", "hit_at_one", "perr", "map")
 
@@ -117,7 +118,7 @@ def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
   """Trains one model row, evaluates it, and records metrics, time and throughput."""
   done = _load_done(config, stage)
   if done is not None:
-    return artifacts.read_json(done, regenerate_hint="Rerun with --overwrite to regenerate it.")
+    return artifacts.read_json(done, regenerate_hint=_REGENERATE)
   train_config = dataclasses.replace(train_config or _stage_train_config(config, stage),
                                      train_dir=_stage_dir(config, stage), model=model_name)
   started = time.perf_counter()
@@ -139,7 +140,7 @@ def _neglection(config: PipelineConfig) -> dict:
   """Stage `neglection`: θ of the baseline over the first part of an epoch."""
   done = _load_done(config, "neglection", measure.NEGLECTION_FILE)
   if done is not None:
-    return artifacts.read_json(done)
+    return artifacts.read_json(done, regenerate_hint=_REGENERATE)
   train_config = dataclasses.replace(config.train, train_dir=_stage_dir(config, "neglection"),
                                      model=STAGE_MODELS["baseline"])
   return measure.measure_neglection(
@@ -164,7 +165,7 @@ def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPla
   """An SCNN row (or an ablation) on the online transform."""
   done = _load_done(config, stage)
   if done is not None:
-    return artifacts.read_json(done, regenerate_hint="Rerun with --overwrite to regenerate it.")
+    return artifacts.read_json(done, regenerate_hint=_REGENERATE)
   loss_config = _stage_train_config(config, stage).loss
   counts = (class_counts.count_class_positives(config.train_reader)[0]
             if loss_config.needs_class_counts else None)

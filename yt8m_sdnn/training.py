@@ -17,6 +17,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from typing import Callable, Sequence
 
 import keras
@@ -337,11 +338,16 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
       if epoch == start_epoch and start_step:
         dataset = dataset.skip(start_step)
         steps = None if steps is None else steps - start_step
-      epoch_history = model.fit(
-          _counting(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
-          steps_per_epoch=steps, callbacks=callbacks,
-          shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
-          verbose=2 if logging.get_verbosity() < logging.INFO else 1)
+      with warnings.catch_warnings():
+        if steps is None:
+          # An epoch is one pass and ends when the data does; Keras warns as if the
+          # stream had been cut short.
+          warnings.filterwarnings("ignore", message="Your input ran out of data")
+        epoch_history = model.fit(
+            _counting(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
+            steps_per_epoch=steps, callbacks=callbacks,
+            shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
+            verbose=2 if logging.get_verbosity() < logging.INFO else 1)
       for key, values in epoch_history.history.items():
         history.setdefault(key, []).extend(values)
   except reader.READ_ERRORS as error:
