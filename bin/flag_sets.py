@@ -34,11 +34,17 @@ def define_data_flags() -> None:
   flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
 
 
-def define_compute_flags() -> None:
-  """--strategy, --mixed_precision and --jit_compile, for binaries that train."""
+def define_strategy_flag() -> None:
+  """--strategy, for every binary that runs a stage under tf.distribute."""
   flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES),
                     "tf.distribute strategy: default (one device), mirrored (all local GPUs), "
-                    "multi_worker (cluster from TF_CONFIG), tpu.")
+                    "multi_worker (cluster from TF_CONFIG; run the same command on every "
+                    "worker), tpu.")
+
+
+def define_compute_flags() -> None:
+  """--strategy, --mixed_precision and --jit_compile, for binaries that train."""
+  define_strategy_flag()
   flags.DEFINE_enum("mixed_precision", "float32", list(distribute.PRECISIONS),
                     "Compute dtype policy; mixed_bfloat16 / mixed_float16 on GPUs and TPUs "
                     "(output layer, loss and θ stay float32).")
@@ -123,10 +129,12 @@ def run_main(main) -> None:
   def guarded(argv):
     try:
       if "strategy" in FLAGS:
-        distribute.set_precision(FLAGS.mixed_precision)
+        precision = FLAGS.mixed_precision if "mixed_precision" in FLAGS else "float32"
+        distribute.set_precision(precision)
         strategy = distribute.make_strategy(FLAGS.strategy)
-        logging.info("--strategy=%s: %d replicas in sync, --mixed_precision=%s",
-                     FLAGS.strategy, strategy.num_replicas_in_sync, FLAGS.mixed_precision)
+        logging.info("--strategy=%s: %d replicas in sync, %d workers, --mixed_precision=%s",
+                     FLAGS.strategy, strategy.num_replicas_in_sync,
+                     distribute.num_workers(strategy), precision)
         with strategy.scope():
           return main(argv)
       return main(argv)

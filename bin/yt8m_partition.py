@@ -1,5 +1,8 @@
 """Splits the most neglected classes (Algorithm 1) in a streaming pass; writes the plan.
 
+With --strategy=multi_worker each worker reads its share of the shards and the
+statistics of every pass are merged across workers; the chief writes the plan.
+
 Example:
   yt8m-partition --train_data=/data/yt8m/train --neglection=/tmp/neglection/neglection.json \
       --output=/tmp/plan.npz
@@ -8,7 +11,7 @@ Example:
 from absl import flags, logging
 
 from bin import flag_sets
-from yt8m_sdnn import artifacts
+from yt8m_sdnn import artifacts, distribute
 from yt8m_sdnn.subclass import partition, plan
 
 FLAGS = flags.FLAGS
@@ -18,6 +21,7 @@ flags.DEFINE_string("output", None, "The plan to write (.npz).")
 flags.DEFINE_integer("num_subclasses", 2, "Subclasses per class (Algorithm 1: 2).")
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12), stored in the plan.")
 flag_sets.define_data_flags()
+flag_sets.define_strategy_flag()
 flags.mark_flags_as_required(["train_data", "neglection", "output"])
 
 
@@ -35,8 +39,9 @@ def main(argv):
   result = partition.partition_shards(reader_config, neglection["selected"],
                                       extrapolation=FLAGS.extrapolation,
                                       num_subclasses=FLAGS.num_subclasses)
-  plan.save_plan(FLAGS.output, result)
-  logging.info("wrote %s: %d classes split", FLAGS.output, result.selected.size)
+  if distribute.is_chief():  # every worker holds the same merged plan
+    plan.save_plan(FLAGS.output, result)
+    logging.info("wrote %s: %d classes split", FLAGS.output, result.selected.size)
 
 
 def run():

@@ -105,7 +105,7 @@ def test_two_cpu_workers_train_and_evaluate_like_one_process(tmp_path):
       worker.kill()
   for worker, (_, stderr) in zip(workers, outputs):
     assert worker.returncode == 0, stderr[-3000:]
-    assert "--strategy=multi_worker: 2 replicas in sync" in stderr
+    assert "--strategy=multi_worker: 2 replicas in sync, 2 workers" in stderr
   # Only the chief wrote; the other worker's scratch folder is gone.
   assert (train_dir / "model.keras").exists()
   assert not (train_dir / ".workers").exists() or not any((train_dir / ".workers").iterdir())
@@ -147,3 +147,36 @@ def test_mixed_precision_keeps_the_output_float32(policy):
     keras.config.set_dtype_policy(previous)
   with pytest.raises(ValueError, match="Expected one of"):
     distribute.set_precision("float8")
+
+
+def test_two_cpu_workers_partition_like_one_process(tmp_path):
+  data = tmp_path / "data"
+  synthetic.generate(synthetic.SynthConfig(output_dir=str(data), num_classes=12, num_train=600,
+                                           num_validate=16, num_shards=3, num_hard_classes=2))
+  neglection = tmp_path / "neglection.json"
+  neglection.write_text(json.dumps({"num_classes": 12, "selected": [0, 3, 7]}))
+  common = [f"--train_data={data}/train", f"--neglection={neglection}", "--num_classes=12",
+            "--batch_size=64"]
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+  workers = [_run_binary("yt8m_partition", *common, f"--output={tmp_path}/plan2.npz",
+                         "--strategy=multi_worker", env=dict(ENV, TF_CONFIG=json.dumps(
+                             {"cluster": cluster, "task": {"type": "worker", "index": index}})))
+             for index in range(2)]
+  alone = _run_binary("yt8m_partition", *common, f"--output={tmp_path}/plan1.npz")
+  try:
+    outputs = [process.communicate(timeout=240) for process in workers + [alone]]
+  finally:
+    for process in workers + [alone]:
+      process.kill()
+  for process, (_, stderr) in zip(workers + [alone], outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  assert "2 workers" in outputs[0][1]
+  from yt8m_sdnn.subclass import plan as plan_lib
+  distributed = plan_lib.load_plan(str(tmp_path / "plan2.npz"))
+  single = plan_lib.load_plan(str(tmp_path / "plan1.npz"))
+  np.testing.assert_array_equal(distributed.selected, single.selected)
+  np.testing.assert_array_equal(distributed.subclass_counts, single.subclass_counts)
+  np.testing.assert_allclose(distributed.mean, single.mean, rtol=1e-12)
+  np.testing.assert_allclose(distributed.thresholds, single.thresholds, rtol=1e-9)
+  np.testing.assert_array_equal(distributed.anchors, single.anchors)

@@ -15,15 +15,26 @@ ratios of all replicas' minibatches are averaged (`neglection/tracking.py`).
 
 Under several workers only the chief writes artifacts (`is_chief`); the others write
 to a scratch directory that is removed afterwards, as TF's multi-worker guide does.
+Host-side passes (the partition statistics) read each worker's share of the shards
+(`worker_files`) and exchange their mergeable partial statistics with the strategy's
+own all-gather (`merge_across_workers`), so every worker ends with the whole.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
+import functools
 import json
 import os
+from typing import Callable, Sequence, TypeVar
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+Statistics = TypeVar("Statistics")
+Result = TypeVar("Result")
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -112,3 +123,108 @@ def writable_dir(directory: str, strategy: tf.distribute.Strategy | None = None)
     return directory
   resolver = (strategy or tf.distribute.get_strategy()).cluster_resolver
   return os.path.join(directory, ".workers", f"{resolver.task_type}-{resolver.task_id}")
+
+
+def _is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          and getattr(strategy, "cluster_resolver", None) is not None)
+
+
+def num_workers(strategy: tf.distribute.Strategy | None = None) -> int:
+  """Worker processes in the cluster (1 without a multi-worker strategy)."""
+  strategy = strategy or tf.distribute.get_strategy()
+  if not _is_multi_worker(strategy):
+    return 1
+  jobs = strategy.cluster_resolver.cluster_spec().as_dict()
+  return sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
+
+
+def worker_index(strategy: tf.distribute.Strategy | None = None) -> int:
+  """This process's rank among the workers: the chief first, then the workers in order."""
+  strategy = strategy or tf.distribute.get_strategy()
+  if not _is_multi_worker(strategy):
+    return 0
+  resolver = strategy.cluster_resolver
+  has_chief = "chief" in resolver.cluster_spec().jobs
+  if resolver.task_type == "chief":
+    return 0
+  return int(resolver.task_id) + (1 if has_chief else 0)
+
+
+def worker_files(files: Sequence[str], strategy: tf.distribute.Strategy | None = None
+                 ) -> list[str]:
+  """This worker's share of `files`: every n-th file, n workers (all of them alone).
+
+  Raises:
+    ValueError: fewer files than workers (a worker would have nothing to read).
+  """
+  workers = num_workers(strategy)
+  if len(files) < workers:
+    raise ValueError(f"{workers} workers need at least {workers} shards to share; "
+                     f"received {len(files)}")
+  return list(files[worker_index(strategy)::workers])
+
+
+def _gather(strategy: tf.distribute.Strategy, rows: np.ndarray) -> np.ndarray:
+  """Concatenates along axis 0 what every replica contributes; replica order is global."""
+  value = strategy.run(lambda: tf.constant(rows))
+  return strategy.gather(value, axis=0).numpy()
+
+
+def gather_from_workers(array, strategy: tf.distribute.Strategy | None = None
+                        ) -> list[np.ndarray]:
+  """Every worker's `array` (any length along axis 0), in worker order, on every worker."""
+  strategy = strategy or tf.distribute.get_strategy()
+  array = np.asarray(array)
+  workers = num_workers(strategy)
+  if workers == 1:
+    return [array]
+  # Replicas are numbered worker by worker; a worker's replicas hold the same array.
+  stride = strategy.num_replicas_in_sync // workers
+  scalar = array.ndim == 0
+  rows = array.reshape(1) if scalar else array
+  lengths = _gather(strategy, np.array([rows.shape[0]], np.int64))[::stride]
+  longest = int(lengths.max())
+  if longest == 0:
+    return [rows[:0]] * workers
+  padded = np.zeros((longest,) + rows.shape[1:], rows.dtype)
+  padded[:rows.shape[0]] = rows
+  gathered = _gather(strategy, padded).reshape((-1, longest) + rows.shape[1:])[::stride]
+  parts = [part[:length] for part, length in zip(gathered, lengths)]
+  return [part.reshape(()) for part in parts] if scalar else parts
+
+
+def merge_across_workers(statistics: Statistics,
+                         strategy: tf.distribute.Strategy | None = None) -> Statistics:
+  """Merges a dataclass of partial statistics (with `merge`) over all workers.
+
+  Every field is gathered from every worker and the partial objects are merged in
+  worker order, so each worker gets the same statistics of all the shards. Alone (no
+  multi-worker strategy) it returns `statistics` unchanged.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  workers = num_workers(strategy)
+  if workers == 1:
+    return statistics
+  parts = [{} for _ in range(workers)]
+  for field in dataclasses.fields(statistics):
+    value = getattr(statistics, field.name)
+    gathered = gather_from_workers(value, strategy)
+    for part, worker_value in zip(parts, gathered):
+      part[field.name] = worker_value if isinstance(value, np.ndarray) else type(value)(
+          worker_value.item())
+  partials = [type(statistics)(**part) for part in parts]
+  return functools.reduce(lambda left, right: left.merge(right), partials)
+
+
+def run_outside_strategy(function: Callable[[], Result]) -> Result:
+  """Runs `function` where no strategy scope is active, and returns its result.
+
+  Host-side passes keep their running sums in plain `tf.Variable`s updated in place;
+  inside a strategy's scope those would become mirrored variables, which support no
+  scatter updates. Strategy scopes are per thread, so a fresh thread has none.
+  """
+  if not tf.distribute.has_strategy():
+    return function()
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+    return executor.submit(function).result()

@@ -39,7 +39,8 @@ float64 sums up to rounding), so each pass can be spread over workers.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import numpy as np
@@ -770,7 +771,8 @@ def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
                       feature_names: Sequence[str] = formats.VISUAL_AUDIO,
                       extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION,
                       num_subclasses: int = 2, num_bins: int = DEFAULT_NUM_BINS,
-                      max_collected: int = DEFAULT_MAX_COLLECTED) -> plan_lib.SubclassPlan:
+                      max_collected: int = DEFAULT_MAX_COLLECTED,
+                      combine: Callable[[Any], Any] | None = None) -> plan_lib.SubclassPlan:
   """Algorithm 1 for every selected class, streaming over `dataset`; returns the plan.
 
   `dataset` is read 3 times (a class with more than `max_collected` distances in
@@ -787,6 +789,9 @@ def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
     num_subclasses: H_i; Algorithm 1 defines 2 only.
     num_bins: histogram bins (memory; the result does not depend on it).
     max_collected: distances collected per class before refining instead.
+    combine: merges each pass's statistics with those of the other parts of the data
+      set read elsewhere (`distribute.merge_across_workers`), so every part gets the
+      whole; None when `dataset` is all of it.
 
   Returns:
     The plan: m, thresholds, anchors and subclass sizes of every selected class.
@@ -807,15 +812,17 @@ def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
                      f"num_subclasses={num_subclasses}")
   _, num_classes = _widths(dataset)
   selected = check_selected(selected, num_classes)
-  mean_stats = mean_statistics(dataset)
+  combine = combine or (lambda statistics: statistics)
+  mean_stats = combine(mean_statistics(dataset))
   mean = mean_stats.mean
-  split = split_statistics(dataset, mean, selected, mean_stats.distance_bound(), num_bins)
+  split = combine(split_statistics(dataset, mean, selected, mean_stats.distance_bound(),
+                                   num_bins))
   search = SplitSearch.start(split, max_collected)
   passes = 2
   while not search.done:
     if passes >= MAX_PASSES:
       raise RuntimeError(f"the split search did not finish in {MAX_PASSES} passes")
-    search = search.advance(refine_statistics(dataset, mean, selected, search))
+    search = search.advance(combine(refine_statistics(dataset, mean, selected, search)))
     passes += 1
   logging.info("Algorithm 1: %d classes split in %d passes over %d observations",
                selected.size, passes, mean_stats.count)
@@ -844,9 +851,21 @@ def partition_shards(reader_config, selected: Sequence[int],
   # Only this convenience needs the YT8M reader; the partition takes any dataset.
   from yt8m_sdnn.data import reader  # pylint: disable=import-outside-toplevel
 
+  from yt8m_sdnn import distribute  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn.data.files import resolve_files  # pylint: disable=import-outside-toplevel
+
   config = dataclasses.replace(reader_config, training=False, num_epochs=1, include_ids=False)
+  strategy = tf.distribute.get_strategy()
+  combine = None
+  if distribute.num_workers(strategy) > 1:
+    # Each worker reads its share of the shards; the statistics of every pass are merged
+    # across workers (exactly: sums, extremes and collected distances).
+    config = dataclasses.replace(config, data_pattern=",".join(
+        distribute.worker_files(resolve_files(config.data_pattern), strategy)))
+    combine = functools.partial(distribute.merge_across_workers, strategy=strategy)
   try:
-    return partition_dataset(reader.build_dataset(config), selected, config.feature_names,
-                             extrapolation, num_subclasses, num_bins, max_collected)
+    return distribute.run_outside_strategy(lambda: partition_dataset(
+        reader.build_dataset(config), selected, config.feature_names, extrapolation,
+        num_subclasses, num_bins, max_collected, combine))
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, config) from None
