@@ -1,5 +1,8 @@
 """Evaluates a trained model with the YT8M challenge metrics; writes eval_metrics.json.
 
+With --strategy=multi_worker each worker scores its share of the shards and the
+metric states are merged; the chief writes the file.
+
 Example:
   yt8m-eval --eval_data=/data/yt8m/validate --train_dir=/tmp/cnn
 """
@@ -10,7 +13,7 @@ import os
 from absl import flags
 
 from bin import flag_sets
-from yt8m_sdnn import artifacts, evaluation, training
+from yt8m_sdnn import artifacts, distribute, evaluation, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("eval_data", None, "Evaluation shards: a directory, glob or comma list.")
@@ -19,6 +22,7 @@ flags.DEFINE_integer("top_k", 20, "k of GAP@k and of the per-class top-k lists o
 flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
 flags.DEFINE_bool("skip_corrupt", False, "Skip unusable records instead of stopping.")
 flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
+flag_sets.define_strategy_flag()
 flags.mark_flags_as_required(["eval_data", "train_dir"])
 
 
@@ -29,7 +33,8 @@ def main(argv):
   reader_config = flag_sets.reader_config_for_model(model_config, FLAGS.eval_data)
   flag_sets.report_skipped(reader_config)
   results = evaluation.evaluate(model, reader_config, top_k=FLAGS.top_k)
-  artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
+  if distribute.is_chief():  # with several workers, every one holds the merged metrics
+    artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
   print(json.dumps(results, indent=2))
 
 

@@ -12,7 +12,7 @@ import os
 from absl import flags, logging
 
 from bin import flag_sets
-from yt8m_sdnn import artifacts, evaluation, models, training
+from yt8m_sdnn import artifacts, distribute, evaluation, models, training
 from yt8m_sdnn.data import class_counts
 from yt8m_sdnn.subclass import plan, trainer
 
@@ -65,7 +65,8 @@ def main(argv):
   if FLAGS.eval_data:
     eval_config = flag_sets.replace(reader_config, data_pattern=FLAGS.eval_data, training=False)
     results = evaluation.evaluate(result.model, eval_config, top_k=FLAGS.top_k)
-    artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
+    if distribute.is_chief():
+      artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
     logging.info("eval: %s", results)
 
 

@@ -121,6 +121,7 @@ def test_two_cpu_workers_train_and_evaluate_like_one_process(tmp_path):
   _, stderr = single.communicate(timeout=240)
   assert single.returncode == 0, stderr[-3000:]
   alone = json.loads((train_dir / "eval_metrics.json").read_text())
+  assert distributed["num_videos"] == alone["num_videos"] == 128
   for key in ("gap", "hit_at_one", "perr", "map"):
     assert alone[key] == pytest.approx(distributed[key], abs=1e-6)
 

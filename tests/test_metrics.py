@@ -216,3 +216,19 @@ def test_streaming_checks_and_a_bad_batch_leaves_no_trace():
 def test_constructor_rejects_non_positive_integers(kwargs):
   with pytest.raises(ValueError, match="Expected a positive integer"):
     metrics.EvaluationMetrics(**kwargs)
+
+
+def test_merged_states_equal_one_pass():
+  rng = np.random.default_rng(4)
+  scores = rng.random((90, 7)).astype(np.float32)
+  labels = (rng.random((90, 7)) < 0.3).astype(np.float32)
+  whole = metrics.EvaluationMetrics(7, top_k=3)
+  whole.accumulate(scores, labels)
+  first, second = metrics.EvaluationMetrics(7, top_k=3), metrics.EvaluationMetrics(7, top_k=3)
+  first.accumulate(scores[:40], labels[:40])
+  second.accumulate(scores[40:], labels[40:])
+  merged = metrics.EvaluationMetrics(7, top_k=3)
+  merged.merge_state(first.state())
+  merged.merge_state(second.state())
+  assert merged.result() == pytest.approx(whole.result(), abs=1e-12)
+  np.testing.assert_allclose(merged.class_average_precision(), whole.class_average_precision())

@@ -165,6 +165,10 @@ def worker_files(files: Sequence[str], strategy: tf.distribute.Strategy | None =
   return list(files[worker_index(strategy)::workers])
 
 
+_COLLECTIVE_DTYPES = tuple(np.dtype(t) for t in
+                           (np.float16, np.float32, np.float64, np.int32, np.int64))
+
+
 def _gather(strategy: tf.distribute.Strategy, rows: np.ndarray) -> np.ndarray:
   """Concatenates along axis 0 what every replica contributes; replica order is global."""
   value = strategy.run(lambda: tf.constant(rows))
@@ -187,10 +191,13 @@ def gather_from_workers(array, strategy: tf.distribute.Strategy | None = None
   longest = int(lengths.max())
   if longest == 0:
     return [rows[:0]] * workers
-  padded = np.zeros((longest,) + rows.shape[1:], rows.dtype)
+  # Collectives carry float16/32/64 and int32/64 only; smaller integers and booleans
+  # travel as int32 and come back in their own dtype.
+  carried = rows.dtype if rows.dtype in _COLLECTIVE_DTYPES else np.dtype(np.int32)
+  padded = np.zeros((longest,) + rows.shape[1:], carried)
   padded[:rows.shape[0]] = rows
   gathered = _gather(strategy, padded).reshape((-1, longest) + rows.shape[1:])[::stride]
-  parts = [part[:length] for part, length in zip(gathered, lengths)]
+  parts = [part[:length].astype(rows.dtype, copy=False) for part, length in zip(gathered, lengths)]
   return [part.reshape(()) for part in parts] if scalar else parts
 
 

@@ -14,8 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from yt8m_sdnn import metrics
+from yt8m_sdnn import distribute, metrics
 from yt8m_sdnn.data import reader, scan
+from yt8m_sdnn.data.files import resolve_files
 
 
 def check_model_fits(model: keras.Model, reader_config: reader.ReaderConfig) -> None:
@@ -58,9 +59,30 @@ def check_unique_ids(video_ids: list[np.ndarray], reader_config: reader.ReaderCo
         "Remove the duplicates:\n  " + "\n  ".join(located))
 
 
+def _merge_workers(evaluation: metrics.EvaluationMetrics, video_ids: list[np.ndarray]):
+  """Every worker's metric state and video ids, merged in worker order on every worker."""
+  state = evaluation.state()
+  gathered = {key: distribute.gather_from_workers(value) for key, value in state.items()}
+  merged = metrics.EvaluationMetrics(evaluation.num_classes, top_k=evaluation.top_k)
+  for worker in range(len(gathered["num_videos"])):
+    merged.merge_state({key: parts[worker] for key, parts in gathered.items()})
+  # Ids travel as fixed-width bytes: collectives carry numbers, not strings.
+  ids = np.concatenate(video_ids) if video_ids else np.zeros(0, object)
+  width = max(1, max((len(video_id) for video_id in ids), default=1))
+  widths = distribute.gather_from_workers(np.array([width], np.int64))
+  width = int(max(int(w[0]) for w in widths))
+  as_bytes = np.array(ids.tolist(), dtype=f"S{width}").view(np.uint8).reshape(-1, width)
+  gathered_ids = distribute.gather_from_workers(as_bytes)
+  all_ids = np.concatenate([part.reshape(-1).view(f"S{width}") for part in gathered_ids])
+  return merged, [all_ids.astype(object)]
+
+
 def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
              top_k: int = 20, class_ap: bool = False) -> dict:
   """Computes GAP@top_k, Hit@1, PERR and mAP of `model` over the shards.
+
+  Under a multi-worker strategy each worker scores its share of the shards and the
+  metric states are merged, so every worker returns the metrics of all of them.
 
   Returns:
     A dict with `gap`, `hit_at_one`, `perr`, `map` and `num_videos`; with
@@ -73,7 +95,13 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
   """
   check_model_fits(model, reader_config)
   evaluation = metrics.EvaluationMetrics(reader_config.num_classes, top_k=top_k)
-  reader_config = dataclasses.replace(reader_config, include_ids=True)
+  all_shards = dataclasses.replace(reader_config, include_ids=True)
+  reader_config = all_shards
+  workers = distribute.num_workers()
+  if workers > 1:
+    # Each worker scores its share of the shards; the metric states are merged below.
+    reader_config = dataclasses.replace(reader_config, data_pattern=",".join(
+        distribute.worker_files(resolve_files(reader_config.data_pattern))))
   video_ids = []
   try:
     for scores, labels, ids in score_batches(model, reader.build_dataset(reader_config)):
@@ -81,7 +109,9 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
       video_ids.append(ids)
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
-  check_unique_ids(video_ids, reader_config)
+  if workers > 1:
+    evaluation, video_ids = _merge_workers(evaluation, video_ids)
+  check_unique_ids(video_ids, all_shards)
   result = {key: (float(value) if isinstance(value, (float, np.floating)) else value)
             for key, value in evaluation.result().items()}
   if class_ap:

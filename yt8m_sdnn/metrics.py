@@ -251,6 +251,37 @@ class EvaluationMetrics:
     self._ranking = None
     self._class_ap = None
 
+  def state(self) -> dict[str, np.ndarray]:
+    """The accumulated state as arrays (what `merge_state` takes from other parts)."""
+    self._ranked()  # pools the per-batch lists into one array each
+    empty = not self._scores
+    return {"num_videos": np.array(self.num_videos, np.int64),
+            "hits_at_one": np.array(self._hits_at_one, np.int64),
+            "perr_sum": np.array(self._perr_sum, np.float64),
+            "class_positives": self._class_positives.copy(),
+            "classes": np.zeros(0, self._class_dtype) if empty else self._classes[0],
+            "scores": np.zeros(0, np.float32) if empty else self._scores[0],
+            "hits": np.zeros(0, bool) if empty else self._hits[0]}
+
+  def merge_state(self, state: dict[str, np.ndarray]) -> None:
+    """Adds the videos of another part of the data (its `state()`), after this part's.
+
+    The result is that of accumulating both parts in one object, except that videos
+    whose top scores tie exactly across the parts may rank in another order.
+    """
+    if state["class_positives"].shape != (self.num_classes,):
+      raise ValueError(f"Expected the state of {self.num_classes} classes. Received "
+                       f"{state['class_positives'].shape[0]}")
+    self.num_videos += int(state["num_videos"])
+    self._hits_at_one += int(state["hits_at_one"])
+    self._perr_sum += float(state["perr_sum"])
+    self._class_positives += state["class_positives"]
+    self._classes.append(np.asarray(state["classes"], self._class_dtype))
+    self._scores.append(np.asarray(state["scores"]))
+    self._hits.append(np.asarray(state["hits"], bool))
+    self._ranking = None
+    self._class_ap = None
+
   def _ranked(self) -> tuple[np.ndarray, np.ndarray]:
     """(classes, hits) of all pooled top-k entries by decreasing score, cached."""
     if self._ranking is None:
