@@ -139,40 +139,59 @@ def make_subclass_transform(plan: plan_lib.SubclassPlan, augment: bool = True,
   own_subclass, appended = _unit_sources(plan)
   own_subclass = tf.constant(own_subclass)
   selected = tf.constant(plan.selected)
+  slot_of_class = np.full(plan.num_classes, -1, np.int64)
+  slot_of_class[plan.selected] = np.arange(plan.selected.size)
+  slot_of_class = tf.constant(slot_of_class)
+  num_selected = plan.selected.size
   anchors = tf.constant(plan.anchors)  # (k, H, f)
   extrapolation = float(plan.extrapolation)
   num_subclasses = plan.num_subclasses
   num_units = plan.layout.num_units if split else plan.num_classes
 
-  def relabel(labels, members, subclasses):
-    # A split class's own column keeps only the members of its own subclass: the few
-    # other (row, class) pairs are cleared, so no full-width column gather (slow on
-    # CPU) is needed.
-    moved = tf.where(members & tf.not_equal(subclasses, own_subclass[None, :]))
-    class_part = tf.tensor_scatter_nd_update(
-        labels, tf.stack([moved[:, 0], tf.gather(selected, moved[:, 1])], axis=1),
-        tf.zeros(tf.shape(moved)[:1], labels.dtype))
-    return tf.concat(
-        [class_part, _appended_labels(subclasses, appended, num_subclasses, labels.dtype)],
-        axis=1)
+  def membership(labels):
+    # From the few positive (row, class) pairs: a column gather of the selected
+    # classes would read the whole (batch, num_classes) matrix in a slow pattern.
+    pairs = tf.where(labels > 0.5)
+    slots = tf.gather(slot_of_class, pairs[:, 1])
+    keep = slots >= 0
+    indices = tf.stack([tf.boolean_mask(pairs[:, 0], keep), tf.boolean_mask(slots, keep)], 1)
+    shape = tf.stack([tf.shape(labels, out_type=tf.int64)[0], num_selected])
+    return tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.int32), shape) > 0
 
   def transform(features, labels):
-    members = tf.gather(labels, selected, axis=1) > 0.5  # (batch, k)
+    batch = tf.shape(labels, out_type=tf.int64)[0]
+    members = membership(labels)  # (batch, k)
     subclasses = _assign(features, members, plan)
-    new_labels = relabel(labels, members, subclasses) if split else labels
-    new_labels = tf.ensure_shape(new_labels, [None, num_units])
-    if not augment:
-      return features, new_labels
-    member = subclasses >= 0
-    rows = tf.where(tf.reduce_any(member, axis=1))[:, 0]
-    # The most neglected selected class of each row: first in the plan's order.
-    first = tf.gather(_first_index(member), rows)
-    subclass = tf.gather_nd(subclasses, tf.stack([rows, first], axis=1))
-    anchor = tf.cast(tf.gather_nd(anchors, tf.stack([first, subclass], axis=1)), features.dtype)
-    originals = tf.gather(features, rows)
-    copies = extrapolation * (originals - anchor) + originals  # Eq. (12)
-    # Originals then copies: one gather over the wide label matrix.
-    order = tf.concat([tf.range(tf.shape(labels, out_type=tf.int64)[0]), rows], axis=0)
-    return tf.concat([features, copies], axis=0), tf.gather(new_labels, order)
+    new_labels = labels
+    if split:
+      new_labels = tf.concat(
+          [labels, _appended_labels(subclasses, appended, num_subclasses, labels.dtype)], axis=1)
+    if augment:
+      member = subclasses >= 0
+      rows = tf.where(tf.reduce_any(member, axis=1))[:, 0]
+      # The most neglected selected class of each row: first in the plan's order.
+      first = tf.gather(_first_index(member), rows)
+      subclass = tf.gather_nd(subclasses, tf.stack([rows, first], axis=1))
+      anchor = tf.cast(tf.gather_nd(anchors, tf.stack([first, subclass], axis=1)),
+                       features.dtype)
+      originals = tf.gather(features, rows)
+      copies = extrapolation * (originals - anchor) + originals  # Eq. (12)
+      features = tf.concat([features, copies], axis=0)
+      # Originals then copies (same labels): one gather over the wide label matrix.
+      new_labels = tf.gather(new_labels, tf.concat([tf.range(batch), rows], axis=0))
+    if split:
+      # A split class's own column keeps only the members of its own subclass; the few
+      # other (row, class) pairs, and those of their copies, are cleared in place.
+      moved = tf.where(members & tf.not_equal(subclasses, own_subclass[None, :]))
+      moved_rows, moved_columns = moved[:, 0], tf.gather(selected, moved[:, 1])
+      if augment:
+        copy_of_row = tf.scatter_nd(rows[:, None], tf.range(tf.size(rows, out_type=tf.int64)),
+                                    batch[None])
+        moved_rows = tf.concat([moved_rows, batch + tf.gather(copy_of_row, moved_rows)], 0)
+        moved_columns = tf.concat([moved_columns, moved_columns], 0)
+      new_labels = tf.tensor_scatter_nd_update(
+          new_labels, tf.stack([moved_rows, moved_columns], axis=1),
+          tf.zeros(tf.shape(moved_rows), new_labels.dtype))
+    return features, tf.ensure_shape(new_labels, [None, num_units])
 
   return transform
