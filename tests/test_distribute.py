@@ -144,6 +144,8 @@ def test_mixed_precision_keeps_the_output_float32(policy):
     assert model.output.dtype == "float32"
     scores = model(np.random.default_rng(0).normal(size=(2, 1152)).astype(np.float32))
     assert scores.dtype == "float32" and np.isfinite(np.asarray(scores)).all()
+    _, class_model = models.build_subclass_model("cnn", 1152, [0, 1, 2, 3, 4, 2], 5)
+    assert class_model.output.dtype == "float32"
   finally:
     keras.config.set_dtype_policy(previous)
   with pytest.raises(ValueError, match="Expected one of"):

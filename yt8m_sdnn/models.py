@@ -118,9 +118,9 @@ def build_subclass_model(name: str, feature_size: int, unit_to_class, num_classe
   unit_to_class = [int(c) for c in unit_to_class]
   logits_model = build_model(name, feature_size, len(unit_to_class), weight_decay=weight_decay,
                              output_activation=None)
-  probabilities = keras.layers.Activation("sigmoid", name="subclass_probabilities")(
-      logits_model.output)
+  probabilities = keras.layers.Activation("sigmoid", dtype=_output_dtype(),
+                                          name="subclass_probabilities")(logits_model.output)
   class_scores = SubclassMerge(unit_to_class=unit_to_class, num_classes=num_classes,
-                               name="class_probabilities")(probabilities)
+                               dtype=_output_dtype(), name="class_probabilities")(probabilities)
   class_model = keras.Model(logits_model.inputs, class_scores, name=f"s{logits_model.name}")
   return logits_model, class_model
