@@ -7,9 +7,9 @@
     the process grows by is the passes' state and TF's per-batch buffers. The ratio
     of the two growths should be about 1 (bounded by classes × (features + bins) and
     the batch, not by videos).
-(b) Examples/s of a reader-like pipeline (TFRecord → batched parse of 512 →
-    per-modality L2 normalization → concat) alone vs followed by the subclass
-    transform (split + eq. (12) copies, rebatched to 512), same records, same run,
+(b) Examples/s of the project's reader (`reader.build_dataset`, batch 512, as training
+    reads the shards) alone vs followed by the subclass transform (split + eq. (12)
+    copies, rebatched to 512), same records, same run,
     for 386 classes split: the most frequent ones (nearly every video gets a copy:
     the most work) and 386 at random. Both ratios are printed: examples delivered
     per second (what a training step consumes; target ≥ 0.8), and input videos per
@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench import real_data
+from yt8m_sdnn.data import reader
 from yt8m_sdnn.subclass import augment, partition
 
 NUM_CLASSES = 3862
@@ -108,23 +109,6 @@ def _write_records(path: str, num_videos: int) -> None:
                    .SerializeToString())
 
 
-def reader_like(files: list[str]) -> tf.data.Dataset:
-  """What the project's reader does for video-level shards, in a few lines."""
-  spec = {"labels": tf.io.VarLenFeature(tf.int64),
-          "mean_rgb": tf.io.FixedLenFeature([1024], tf.float32),
-          "mean_audio": tf.io.FixedLenFeature([128], tf.float32)}
-
-  def parse(serialized):
-    parsed = tf.io.parse_example(serialized, spec)
-    features = tf.concat([tf.math.l2_normalize(parsed["mean_rgb"], axis=1),
-                          tf.math.l2_normalize(parsed["mean_audio"], axis=1)], axis=1)
-    labels = tf.cast(tf.sparse.to_indicator(parsed["labels"], NUM_CLASSES), tf.float32)
-    return features, labels
-
-  return (tf.data.TFRecordDataset(files, num_parallel_reads=4).batch(BATCH_SIZE)
-          .map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
-
-
 def _pass(dataset: tf.data.Dataset) -> tuple[float, int]:
   """Seconds for one full pass, and the examples it yields."""
   start, produced = time.perf_counter(), 0
@@ -155,7 +139,10 @@ def _throughput(scratch: str) -> dict:
     files = [os.path.join(scratch, "videos.tfrecord")]
     _write_records(files[0], SYNTHETIC_VIDEOS)
     source = "synthetic records"
-  plain = reader_like(files)
+  # The project's own reader, as training reads the shards: the baseline the transformed
+  # pipeline is compared with.
+  plain = reader.build_dataset(reader.ReaderConfig(",".join(files), num_classes=NUM_CLASSES,
+                                                   batch_size=BATCH_SIZE))
   counts = np.zeros(NUM_CLASSES)
   for _, labels in plain:
     counts += labels.numpy().sum(axis=0)
@@ -203,7 +190,7 @@ def main() -> dict:
     print(f"  {NUM_SELECTED} {name.replace('_', ' ')} classes split "
           f"(+{100 * result['augmented_fraction']:.0f}% examples; partition "
           f"{result['partition_seconds']:.1f} s):")
-    print(f"    reader-like pipeline   {result['reader_examples_per_second']:9.0f} examples/s")
+    print(f"    reader                 {result['reader_examples_per_second']:9.0f} examples/s")
     print(f"    + subclass transform   {result['transformed_examples_per_second']:9.0f} examples/s"
           f" out, {result['transformed_videos_per_second']:9.0f} videos/s in")
     print(f"    ratio                  {result['examples_ratio']:9.2f} (examples out), "

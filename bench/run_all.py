@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -36,6 +37,19 @@ def machine() -> dict:
           "gpus": [device.name for device in tf.config.list_physical_devices("GPU")]}
 
 
+def _plain(value):
+  """`value` with numpy scalars and arrays turned into JSON numbers and lists."""
+  if isinstance(value, dict):
+    return {str(key): _plain(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(item) for item in value]
+  if isinstance(value, np.ndarray):
+    return _plain(value.tolist())
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
 def main(argv):
   del argv
   unknown = [name for name in FLAGS.only if name not in BENCHMARKS]
@@ -45,7 +59,7 @@ def main(argv):
   for name in FLAGS.only:
     print(f"\n== {name} ==")
     results["results"][name] = BENCHMARKS[name]()
-  artifacts.write_json(FLAGS.output, results)
+  artifacts.write_json(FLAGS.output, _plain(results))
   print(f"\nwrote {FLAGS.output}")
 
 
