@@ -60,7 +60,7 @@ def main(argv):
       decay_epochs=tuple(int(epoch) for epoch in FLAGS.decay_epochs), momentum=FLAGS.momentum,
       weight_decay=FLAGS.weight_decay, subclass=FLAGS.subclass,
       neglection_epochs=FLAGS.neglection_epochs, top_fraction=FLAGS.top_fraction,
-      num_subclasses=FLAGS.num_subclasses, seed=FLAGS.seed)
+      num_subclasses=FLAGS.num_subclasses, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile)
   if FLAGS.numpy_data:
     images = data.load_numpy(FLAGS.numpy_data)
   elif FLAGS.dataset == "digits":

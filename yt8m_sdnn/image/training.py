@@ -48,6 +48,7 @@ class ImageTrainConfig:
     top_fraction: share of classes split (paper: 20% CIFAR-10/SVHN, 10% CIFAR-100).
     num_subclasses: subclasses per split class (k-means clusters).
     seed: seed of initialization, shuffling, SamplePairing and k-means.
+    jit_compile: compile the train step with XLA.
   """
   dataset: str = "cifar10"
   model: str = "vgg16"
@@ -63,6 +64,7 @@ class ImageTrainConfig:
   top_fraction: float | None = None
   num_subclasses: int = 2
   seed: int = 0
+  jit_compile: bool = False
 
   def __post_init__(self):
     data.dataset_spec(self.dataset)
@@ -114,7 +116,7 @@ def _dataset(images: np.ndarray, targets: np.ndarray, config: ImageTrainConfig,
 def _compile(model: keras.Model, config: ImageTrainConfig, loss, steps_per_epoch: int):
   optimizer = keras.optimizers.SGD(learning_rate_schedule(config, steps_per_epoch),
                                    momentum=config.momentum, nesterov=True)
-  model.compile(optimizer=optimizer, loss=loss)
+  model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
 
 
 def _one_hot(labels: np.ndarray, width: int) -> np.ndarray:
