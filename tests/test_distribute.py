@@ -183,3 +183,63 @@ def test_two_cpu_workers_partition_like_one_process(tmp_path):
   np.testing.assert_allclose(distributed.mean, single.mean, rtol=1e-12)
   np.testing.assert_allclose(distributed.thresholds, single.thresholds, rtol=1e-9)
   np.testing.assert_array_equal(distributed.anchors, single.anchors)
+
+
+# θ under two worker processes equals θ of one process over the same minibatches:
+# with a zero learning rate the weights stay the initial ones, each worker's replica
+# reads one shard in batches of 32, and one process reads both shards in turn.
+THETA_RUN = textwrap.dedent("""
+    import json, os, sys
+    import keras
+    import tensorflow as tf
+    from yt8m_sdnn import distribute, models
+    from yt8m_sdnn.data import reader
+    from yt8m_sdnn.neglection.monitor import attach_neglection_monitor
+
+    data, output, strategy_name = sys.argv[1], sys.argv[2], sys.argv[3]
+    strategy = distribute.make_strategy(strategy_name)
+    workers = distribute.num_workers(strategy)
+    with strategy.scope():
+      keras.utils.set_random_seed(0)
+      model = models.build_logistic(1152, 12)
+      wrapper, monitor = attach_neglection_monitor(model, tau=8 // workers, top_k=3)
+      wrapper.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy")
+    config = reader.ReaderConfig(data, num_classes=12, batch_size=32 * workers,
+                                 deterministic=True, cycle_length=1)
+    wrapper.fit(reader.build_dataset(config), epochs=1, steps_per_epoch=8 // workers,
+                callbacks=[monitor], verbose=0)
+    monitor.flush()
+    theta = [float(value) for value in monitor.history[-1]["theta"]]
+    if distribute.is_chief(strategy):
+      with open(output, "w") as stream:
+        json.dump({"theta": theta, "selected": [int(c) for c in monitor.select()]}, stream)
+""")
+
+
+def test_two_cpu_workers_measure_the_same_theta(tmp_path):
+  data = tmp_path / "data"
+  synthetic.generate(synthetic.SynthConfig(output_dir=str(data), num_classes=12, num_train=256,
+                                           num_validate=16, num_shards=2, num_hard_classes=2))
+  script = tmp_path / "theta.py"
+  script.write_text(THETA_RUN)
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+  processes = [subprocess.Popen(
+      [sys.executable, str(script), f"{data}/train", str(tmp_path / "two.json"), "multi_worker"],
+      cwd=ROOT, env=dict(ENV, TF_CONFIG=json.dumps(
+          {"cluster": cluster, "task": {"type": "worker", "index": index}})),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for index in range(2)]
+  processes.append(subprocess.Popen(
+      [sys.executable, str(script), f"{data}/train", str(tmp_path / "one.json"), "default"],
+      cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  try:
+    outputs = [process.communicate(timeout=240) for process in processes]
+  finally:
+    for process in processes:
+      process.kill()
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  two = json.loads((tmp_path / "two.json").read_text())
+  one = json.loads((tmp_path / "one.json").read_text())
+  assert two["selected"] == one["selected"]
+  np.testing.assert_allclose(two["theta"], one["theta"], rtol=1e-5)

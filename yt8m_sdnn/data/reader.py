@@ -267,6 +267,9 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
   files = resolve_files(config.data_pattern)
   options = tf.data.Options()
   options.deterministic = config.deterministic
+  # Under a multi-worker strategy each worker reads whole shards of its own (TF would
+  # otherwise fall back to reading every shard and dropping the others' records).
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
   dataset = tf.data.Dataset.from_tensor_slices(files)
   if config.training:
     dataset = dataset.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
