@@ -9,15 +9,16 @@ ratios of all replicas' minibatches are averaged (`neglection/tracking.py`).
 - "default": one device (TF's default strategy).
 - "mirrored": all local GPUs (or the CPU) of one machine, `MirroredStrategy`.
 - "multi_worker": `MultiWorkerMirroredStrategy`; the cluster comes from the
-  `TF_CONFIG` environment variable as TF documents it. tf.data shards the input by
-  file across workers (its default AUTO policy), so give at least one shard per worker.
+  `TF_CONFIG` environment variable as TF documents it. The reader asks tf.data to
+  shard the input by file across workers, so give at least one shard per worker.
 - "tpu": `TPUStrategy` on the TPU that `TPUClusterResolver` finds.
 
 Under several workers only the chief writes artifacts (`is_chief`); the others write
 to a scratch directory that is removed afterwards, as TF's multi-worker guide does.
-Host-side passes (the partition statistics) read each worker's share of the shards
-(`worker_files`) and exchange their mergeable partial statistics with the strategy's
-own all-gather (`merge_across_workers`), so every worker ends with the whole.
+Host-side passes (the partition statistics, evaluation) read each worker's share of
+the shards (`worker_files`) and exchange their mergeable partial results with the
+strategy's own all-gather (`merge_across_workers`, `gather_from_workers`), so every
+worker ends with the whole.
 """
 
 from __future__ import annotations
