@@ -4,7 +4,8 @@ The paper's multiclass experiments (section 3.2, Table 1): CIFAR-10, CIFAR-100 a
 from a prepared tensorflow-datasets --data_dir (nothing is downloaded), VGG16-BN or a
 wide ResNet, SGD with Nesterov momentum; with --subclass, θ over the first
 --neglection_epochs epochs, the top classes doubled by SamplePairing and split by
-k-means, and the subclass cross-entropy (eq. 11). Writes OUTPUT_DIR/metrics.json.
+k-means, and the subclass cross-entropy (eq. 11). Writes OUTPUT_DIR/metrics.json (CCR
+overall and per class) and, with --subclass, OUTPUT_DIR/neglection.json (θ per epoch).
 
 Examples:
   image-train --dataset=cifar10 --data_dir=/data/tfds --model=vgg16 --output_dir=/tmp/vgg
@@ -40,7 +41,12 @@ flags.DEFINE_float("decay_factor", None, "Learning-rate factor per decay epoch (
                    "data set's, 0.1 CIFAR, 0.2 SVHN).")
 flags.DEFINE_list("decay_epochs", ["60", "120", "160"], "Epochs where the factor applies.")
 flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.")
-flags.DEFINE_float("weight_decay", 5e-4, "L2 coefficient on every kernel.")
+flags.DEFINE_float("weight_decay", 5e-4, "Weight decay on every kernel, as PyTorch's SGD "
+                   "weight_decay (the paper's 5e-4).")
+flags.DEFINE_integer("cutout", None, "Side of the cutout square, 0 for none (default: the "
+                     "data set's, 16 CIFAR-10, 8 CIFAR-100, 20 SVHN).")
+flags.DEFINE_bool("crop_and_flip", None, "4-pixel pad + random crop and horizontal flip "
+                  "(default: the data set's, on for CIFAR, off for SVHN).")
 flags.DEFINE_bool("subclass", False, "Train the subclass network (SDNN).")
 flags.DEFINE_integer("neglection_epochs", 30, "Baseline epochs over which θ is measured.")
 flags.DEFINE_float("top_fraction", None, "Share of classes split (default: the data set's).")
@@ -58,19 +64,23 @@ def main(argv):
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       decay_factor=FLAGS.decay_factor,
       decay_epochs=tuple(int(epoch) for epoch in FLAGS.decay_epochs), momentum=FLAGS.momentum,
-      weight_decay=FLAGS.weight_decay, subclass=FLAGS.subclass,
+      weight_decay=FLAGS.weight_decay, cutout=FLAGS.cutout, crop_and_flip=FLAGS.crop_and_flip,
+      subclass=FLAGS.subclass,
       neglection_epochs=FLAGS.neglection_epochs, top_fraction=FLAGS.top_fraction,
       num_subclasses=FLAGS.num_subclasses, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile)
   if FLAGS.numpy_data:
     images = data.load_numpy(FLAGS.numpy_data)
   elif FLAGS.dataset == "digits":
-    images = data.load_digits(seed=FLAGS.seed)
+    images = data.load_digits()  # One split for every seed: runs share a test set.
   else:
     if not FLAGS.data_dir:
       raise ValueError(f"--dataset={FLAGS.dataset} needs --data_dir (a prepared "
                        "tensorflow-datasets directory) or --numpy_data")
     images = data.load_tfds(FLAGS.dataset, FLAGS.data_dir)
   result = training.run_experiment(config, images)
+  if "neglection" in result:
+    artifacts.write_json(os.path.join(FLAGS.output_dir, "neglection.json"),
+                         result.pop("neglection"))
   path = os.path.join(FLAGS.output_dir, "metrics.json")
   artifacts.write_json(path, result)
   logging.info("wrote %s", path)

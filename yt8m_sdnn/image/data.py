@@ -7,8 +7,9 @@ machine with network); nothing is downloaded here. SVHN's `extra` split is joine
 and serve as a CPU-sized demo. Any (x, y) arrays work as well (`ImageData`).
 
 Images are kept as uint8 arrays in memory (the paper's k-means and SamplePairing need
-the training set at hand) and normalized per channel with the training split's mean
-and standard deviation, as the paper does.
+the training set at hand; SVHN's train+extra is 1.9 GB) and normalized per channel with
+the training split's mean and standard deviation, as the paper does, batch by batch in
+`input_pipeline`.
 """
 
 from __future__ import annotations

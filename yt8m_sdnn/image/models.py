@@ -1,10 +1,14 @@
 """The paper's image networks as Keras functional models: VGG16-BN and wide ResNets.
 
-Every model ends in a `Dense` named "predictions" that outputs logits, one per class
-(or subclass unit), so the θ tracker (`outputs_are_logits=True`) and the subclass loss
-find it. The classes are scored one-vs-rest with sigmoids, as eqs. (3) and (11) are
-written; the predicted class is the argmax of the logits, which the softmax would give
-too. Weight decay is an L2 penalty on every kernel, as in the video models.
+Every model ends in a `Dense` named "predictions" (`yt8m_sdnn.models.OUTPUT_LAYER_NAME`)
+that outputs logits, one per class (or subclass unit), so the θ tracker
+(`outputs_are_logits=True`) and the subclass loss find it. The classes are scored
+one-vs-rest with sigmoids, as eqs. (3) and (11) are written and as the θ tracker
+requires (ζ = q − y with q a sigmoid); the predicted class is the argmax of the
+logits. Under a mixed policy the output layer stays float32.
+
+Weight decay: the paper's 5e-4 is PyTorch's SGD `weight_decay`, which adds wd·w to
+the gradient; Keras' `L2(l)` adds 2l·w, so every kernel gets `L2(weight_decay / 2)`.
 """
 
 from __future__ import annotations
@@ -13,15 +17,23 @@ from typing import Callable
 
 import keras
 
+from yt8m_sdnn.models import OUTPUT_LAYER_NAME
+from yt8m_sdnn.subclass.merge import SubclassMerge
+
 
 def _l2(weight_decay: float):
-  return keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
+  # d/dw (wd / 2)·‖w‖² = wd·w: PyTorch's weight_decay, which the paper's 5e-4 is.
+  return keras.regularizers.L2(weight_decay / 2.0) if weight_decay > 0 else None
+
+
+def _output_dtype() -> str | None:
+  """float32 under a mixed policy, so logits, losses, θ and scores stay exact."""
+  return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
 
 
 def _output(hidden, num_outputs: int, weight_decay: float):
-  dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
-  return keras.layers.Dense(num_outputs, kernel_regularizer=_l2(weight_decay), dtype=dtype,
-                            name="predictions")(hidden)
+  return keras.layers.Dense(num_outputs, kernel_regularizer=_l2(weight_decay),
+                            dtype=_output_dtype(), name=OUTPUT_LAYER_NAME)(hidden)
 
 
 def _conv_bn_relu(x, filters: int, weight_decay: float):
@@ -98,9 +110,42 @@ IMAGE_MODELS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def build_image_model(name: str, input_shape, num_outputs: int,
-                      weight_decay: float = 5e-4) -> keras.Model:
-  """The model registered as `name`, or a ValueError listing the valid names."""
+def check_model_name(name: str) -> str:
+  """`name` if registered, else a ValueError listing the valid names."""
   if name not in IMAGE_MODELS:
     raise ValueError(f"Expected one of {sorted(IMAGE_MODELS)}. Received: model={name!r}")
-  return IMAGE_MODELS[name](tuple(input_shape), num_outputs, weight_decay=weight_decay)
+  return name
+
+
+def build_image_model(name: str, input_shape, num_outputs: int,
+                      weight_decay: float = 5e-4) -> keras.Model:
+  """The model registered as `name` with `num_outputs` logits.
+
+  Raises:
+    ValueError: an unknown name (the message lists the valid ones).
+
+  Example:
+    model = build_image_model("wrn_28_10", (32, 32, 3), 100)
+  """
+  return IMAGE_MODELS[check_model_name(name)](tuple(input_shape), num_outputs,
+                                              weight_decay=weight_decay)
+
+
+def build_image_subclass_model(name: str, input_shape, unit_to_class, num_classes: int,
+                               weight_decay: float = 5e-4) -> tuple[keras.Model, keras.Model]:
+  """The subclass network (section 2.2), as `yt8m_sdnn.models.build_subclass_model`.
+
+  Returns:
+    (logits_model, class_model) sharing every layer: the first outputs one logit per
+    subclass unit (train it with `SubclassCrossEntropy(from_logits=True)`); the second
+    adds the sigmoid and `SubclassMerge` (max over a class's subclasses) and outputs
+    one score per class, so its argmax is the predicted class.
+  """
+  unit_to_class = [int(c) for c in unit_to_class]
+  logits_model = build_image_model(name, input_shape, len(unit_to_class), weight_decay)
+  probabilities = keras.layers.Activation("sigmoid", dtype=_output_dtype(),
+                                          name="subclass_probabilities")(logits_model.output)
+  class_scores = SubclassMerge(unit_to_class=unit_to_class, num_classes=num_classes,
+                               dtype=_output_dtype(), name="class_probabilities")(probabilities)
+  return logits_model, keras.Model(logits_model.inputs, class_scores,
+                                   name=f"s{logits_model.name}")
