@@ -32,6 +32,8 @@ flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shufflin
 flags.DEFINE_string("subclass_plan", None,
                     "A plan from yt8m-partition: train the subclass model (eq. 11) on the "
                     "split and augmented classes; the saved model returns class scores.")
+flags.DEFINE_integer("keep_checkpoints", 2,
+                     "Per-epoch checkpoints kept, the newest (0: all; the CNN's is 0.6 GB).")
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there.")
 flag_sets.define_data_flags()
@@ -47,7 +49,8 @@ def main(argv):
       learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
       optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay,
       steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,
-      backup_steps=FLAGS.backup_steps, loss=flag_sets.loss_config())
+      backup_steps=FLAGS.backup_steps, loss=flag_sets.loss_config(),
+      keep_checkpoints=FLAGS.keep_checkpoints)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   flag_sets.report_skipped(reader_config)
   arguments = {}

@@ -213,3 +213,14 @@ def test_evaluation_refuses_duplicated_video_ids(tmp_path):
   assert "1 video ids occur more than once" in message
   assert f"{tmp_path}/train00.tfrecord: record 2 (id 'v002')" in message
   assert f"{tmp_path}/train01.tfrecord: record 1 (id 'v002')" in message
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+  ids, labels, rgb, audio = random_videos(64, 5, seed=2)
+  (tmp_path / "data").mkdir()
+  write_video_shards(tmp_path / "data", ids, labels, rgb, audio)
+  config = training.TrainConfig(train_dir=str(tmp_path / "run"), model="logistic", num_epochs=3,
+                                keep_checkpoints=1)
+  training.train(config, reader.ReaderConfig(str(tmp_path / "data"), num_classes=5,
+                                             batch_size=32, training=True, seed=0))
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["epoch-003.weights.h5"]

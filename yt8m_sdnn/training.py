@@ -49,6 +49,8 @@ class TrainConfig:
     seed: seed of the weight initialization and dropout.
     backup_steps: steps between crash backups (also one at every epoch end).
     loss: the training loss (`loss_registry`); default eq. (3).
+    keep_checkpoints: per-epoch checkpoints kept (the newest); the paper's CNN weighs
+      0.6 GB a checkpoint, so keeping all of them fills disks (0 keeps all).
   """
   train_dir: str
   model: str = "cnn"
@@ -62,6 +64,7 @@ class TrainConfig:
   seed: int | None = None
   backup_steps: int = 100
   loss: loss_registry.LossConfig = loss_registry.LossConfig()
+  keep_checkpoints: int = 2
 
   def __post_init__(self):
     if self.model not in models.MODEL_REGISTRY:
@@ -219,6 +222,22 @@ def read_backup_state(backup_dir: str) -> dict | None:
   return state
 
 
+class _PruneCheckpoints(keras.callbacks.Callback):
+  """Deletes all but the newest `keep` per-epoch checkpoints after each epoch."""
+
+  def __init__(self, directory: str, keep: int):
+    super().__init__()
+    self.directory, self.keep = directory, keep
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.keep <= 0 or not tf.io.gfile.isdir(self.directory):
+      return
+    names = sorted(name for name in tf.io.gfile.listdir(self.directory)
+                   if name.startswith("epoch-") and name.endswith(".weights.h5"))
+    for name in names[:-self.keep]:
+      tf.io.gfile.remove(os.path.join(self.directory, name))
+
+
 def default_callbacks(train_config: TrainConfig) -> list[keras.callbacks.Callback]:
   """TensorBoard, per-epoch checkpoints and the learning-rate schedule."""
   return [
@@ -226,6 +245,8 @@ def default_callbacks(train_config: TrainConfig) -> list[keras.callbacks.Callbac
       keras.callbacks.ModelCheckpoint(
           os.path.join(train_config.train_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
           save_weights_only=True),
+      _PruneCheckpoints(os.path.join(train_config.train_dir, "checkpoints"),
+                        train_config.keep_checkpoints),
       _EpochLearningRate(train_config.learning_rate, train_config.learning_rate_decay),
   ]
 
