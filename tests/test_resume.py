@@ -68,6 +68,8 @@ def test_killed_training_resumes_with_same_steps(data_dir, tmp_path):
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resuming from {resumed_dir}/backup: epoch {killed_at['epoch']}" in result.stderr
+  # The report counts the whole run, the steps before the kill included (3 x 30).
+  assert "trained 90 steps" in result.stderr
   assert not (resumed_dir / "backup").exists()
 
   reference = keras.saving.load_model(reference_dir / "model.keras")

@@ -159,6 +159,11 @@ class _Clock(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     self.seconds += time.perf_counter() - self._start
+    self._start = 0.0
+
+  def elapsed(self) -> float:
+    """Seconds in `fit` so far, the running call included."""
+    return self.seconds + (time.perf_counter() - self._start if self._start else 0.0)
 
 
 BACKUP_STATE_FILE = "backup_state.json"
@@ -175,12 +180,16 @@ class StepBackup(keras.callbacks.Callback):
   point leaves a state that names a complete file.
   """
 
-  def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0):
+  def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0,
+               clock: _Clock | None = None, examples: tf.Variable | None = None):
     super().__init__()
     self.backup_dir = backup_dir
     self.save_steps = save_steps
     self._epoch = epoch
     self._step = step
+    # The run's totals so far, so a resumed run reports the whole run's steps and time.
+    self._clock = clock
+    self._examples = examples
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch != self._epoch:
@@ -202,7 +211,12 @@ class StepBackup(keras.callbacks.Callback):
       self.model.save_weights(temporary)
     state_path = os.path.join(self.backup_dir, BACKUP_STATE_FILE)
     previous = read_backup_state(self.backup_dir)
-    artifacts.write_json(state_path, {"epoch": epoch, "step": step, "weights": name})
+    state = {"epoch": epoch, "step": step, "weights": name}
+    if self._clock is not None:
+      state.update(total_steps=self._clock.steps, total_seconds=self._clock.elapsed())
+    if self._examples is not None:
+      state["total_examples"] = int(self._examples.numpy())
+    artifacts.write_json(state_path, state)
     if previous and previous["weights"] != name:
       stale = os.path.join(self.backup_dir, previous["weights"])
       if tf.io.gfile.exists(stale):
@@ -346,7 +360,12 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     logging.info("resuming from %s: epoch %d, step %d", backup_dir, start_epoch, start_step)
   clock = _Clock()
   examples = tf.Variable(0, dtype=tf.int64, trainable=False)
-  backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step)
+  if state is not None:
+    clock.steps = int(state.get("total_steps", 0))
+    clock.seconds = float(state.get("total_seconds", 0.0))
+    examples.assign(int(state.get("total_examples", 0)))
+  backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step,
+                      clock=clock, examples=examples)
   callbacks = default_callbacks(train_config) + [clock, backup] + list(extra_callbacks)
   history: dict = {}
   try:
