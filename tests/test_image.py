@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from yt8m_sdnn.image import augment, data, models, training
+from yt8m_sdnn.image import subclass as image_subclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,7 +126,7 @@ def test_unit_labels_follow_the_subclasses():
   features = rng.normal(size=(60, 4)) + 5.0 * (np.arange(60) % 2)[:, None]  # two modes
   partition = in_memory.partition_in_memory(features, np.eye(3)[labels], [1], method="kmeans",
                                             feature_names=("pixels",))
-  units = training.unit_labels(labels, partition.subclasses, partition.plan)
+  units = image_subclass.unit_labels(labels, partition.subclasses, partition.plan)
   np.testing.assert_array_equal(units[labels != 1], labels[labels != 1])
   assert set(units[labels == 1]) == {1, 3}  # class 1's own unit and the appended one
   np.testing.assert_array_equal(partition.plan.layout.unit_to_class[units], labels)

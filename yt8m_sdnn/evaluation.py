@@ -68,10 +68,10 @@ def _merge_workers(evaluation: metrics.EvaluationMetrics, video_ids: list[np.nda
     merged.merge_state({key: parts[worker] for key, parts in gathered.items()})
   # Ids travel as fixed-width bytes: collectives carry numbers, not strings.
   ids = np.concatenate(video_ids) if video_ids else np.zeros(0, object)
-  width = max(1, max((len(video_id) for video_id in ids), default=1))
-  widths = distribute.gather_from_workers(np.array([width], np.int64))
+  local = np.array(ids.tolist() or [b""], dtype="S")[:len(ids)]  # width: the longest id
+  widths = distribute.gather_from_workers(np.array([max(local.dtype.itemsize, 1)], np.int64))
   width = int(max(int(w[0]) for w in widths))
-  as_bytes = np.array(ids.tolist(), dtype=f"S{width}").view(np.uint8).reshape(-1, width)
+  as_bytes = local.astype(f"S{width}").view(np.uint8).reshape(-1, width)
   gathered_ids = distribute.gather_from_workers(as_bytes)
   all_ids = np.concatenate([part.reshape(-1).view(f"S{width}") for part in gathered_ids])
   return merged, [all_ids.astype(object)]

@@ -138,9 +138,8 @@ def _summed_from_logits(logits: tf.Tensor, y_true: tf.Tensor,
 
   @tf.custom_gradient
   def summed(logits):
-    # softplus(h) = max(h, 0) + ln(1 + e^-|h|): no overflow, and on CPUs faster than
-    # tf.nn.softplus, which computes both branches of its threshold.
-    softplus = tf.nn.relu(logits) + tf.math.log1p(tf.exp(-tf.abs(logits)))
+    # Not tf.nn.softplus, which computes both branches of its threshold (slower on CPUs).
+    softplus = reweighted_losses.stable_softplus(logits)
     if weights is not None:
       softplus *= weights
     value = tf.reduce_sum(softplus - y_true * logits, axis=-1)

@@ -43,16 +43,17 @@ def logits_of(y_pred, from_logits: bool) -> tf.Tensor:
   return tf.math.log(probabilities) - tf.math.log1p(-probabilities)
 
 
-def _softplus(logits: tf.Tensor) -> tf.Tensor:
+def stable_softplus(logits: tf.Tensor) -> tf.Tensor:
+  """softplus(h) = max(h, 0) + ln(1 + e^-|h|): no overflow, one pass (faster on CPUs)."""
   return tf.nn.relu(logits) + tf.math.log1p(tf.exp(-tf.abs(logits)))
 
 
 def positive_terms(logits: tf.Tensor, gamma_positive: float = 0.0) -> tf.Tensor:
   """(1 - p)^γ+ · (-ln p) elementwise, p = σ(h): the positive term of focal and ASL."""
   # -ln p = softplus(-h) and (1 - p)^γ = exp(-γ·softplus(h)): finite for any h.
-  terms = _softplus(-logits)
+  terms = stable_softplus(-logits)
   if gamma_positive:
-    terms *= tf.exp(-gamma_positive * _softplus(logits))
+    terms *= tf.exp(-gamma_positive * stable_softplus(logits))
   return terms
 
 
@@ -60,12 +61,12 @@ def negative_terms(logits: tf.Tensor, gamma_negative: float = 0.0,
                    clip: float = 0.0) -> tf.Tensor:
   """p_m^γ- · (-ln(1 - p_m)) elementwise, p_m = max(p - m, 0) (ASL; m = 0: focal)."""
   if not clip:
-    terms = _softplus(logits)  # -ln(1 - p)
+    terms = stable_softplus(logits)  # -ln(1 - p)
     if gamma_negative:
-      terms *= tf.exp(-gamma_negative * _softplus(-logits))  # p^γ
+      terms *= tf.exp(-gamma_negative * stable_softplus(-logits))  # p^γ
     return terms
   # 1 - p_m = min(1 - p + m, 1); ln(1 - p + m) = logaddexp(ln(1 - p), ln m).
-  log_one_minus_p = -_softplus(logits)
+  log_one_minus_p = -stable_softplus(logits)
   log_m = tf.math.log(tf.constant(clip, tf.float32))
   high = tf.maximum(log_one_minus_p, log_m)
   log_sum = high + tf.math.log1p(tf.exp(-tf.abs(log_one_minus_p - log_m)))
@@ -202,7 +203,7 @@ class ClassBalancedCrossEntropy(keras.losses.Loss):
                        f"class weight). Received: y_pred.shape={logits.shape}")
     y_true = tf.cast(y_true, tf.float32)
     # -[y ln p + (1 - y) ln(1 - p)] = softplus(h) - y·h.
-    elementwise = _softplus(logits) - y_true * logits
+    elementwise = stable_softplus(logits) - y_true * logits
     return tf.reduce_sum(elementwise * self.class_weights, axis=-1)
 
   def get_config(self):

@@ -32,10 +32,6 @@ from yt8m_sdnn import losses
 from yt8m_sdnn.image import data, input_pipeline, models, subclass
 from yt8m_sdnn.neglection.monitor import NeglectionMonitor, attach_neglection_monitor
 
-# Re-exported: the unit of each image is part of the experiment's vocabulary.
-unit_labels = subclass.unit_labels
-
-
 # Config fields whose None means "the data set's value" (`data.DatasetSpec`).
 _DATASET_DEFAULTS = ("learning_rate", "decay_factor", "cutout", "crop_and_flip", "top_fraction")
 
