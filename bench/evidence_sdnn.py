@@ -10,17 +10,19 @@ GAP@20, Hit@1, PERR and mAP per row, plus the mean AP of the planted hard classe
   python -m bench.evidence_sdnn --stages=baseline,sdnn,baseline_equal_steps,\
 baseline_equal_steps:focal,baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,\
 sdnn:focal,sdnn:asymmetric,sdnn:class_balanced --output=/tmp/evidence_losses
+  # The table of what finished so far (runs stopped midway count for their rows):
+  python -m bench.evidence_sdnn --data=real --seeds=0,1,2 --output=/tmp/evidence_real \
+    --summarize_only
 """
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 from absl import app, flags
 
 from bench import real_data
-from yt8m_sdnn import artifacts, pipeline, training
+from yt8m_sdnn import artifacts, pipeline, seed_summary, training
 from yt8m_sdnn.data import reader, synthetic
 
 FLAGS = flags.FLAGS
@@ -31,6 +33,9 @@ flags.DEFINE_list("stages", list(pipeline.ROW_STAGES), "Model rows.")
 flags.DEFINE_integer("num_epochs", 5, "Epochs of every model.")
 flags.DEFINE_integer("num_train", 8000, "Synthetic training videos.")
 flags.DEFINE_integer("batch_size", 0, "Batch size (0: 128 synthetic, 512 real).")
+flags.DEFINE_bool("summarize_only", False,
+                  "Train nothing: summarize the rows the runs under --output finished "
+                  "(a row finished for fewer seeds says so).")
 
 
 
@@ -59,44 +64,29 @@ def _configs(seed: int, work_dir: str):
   return config, hard
 
 
-def _mean_ap(values, classes):
-  picked = [values[c] for c in classes if values[c] is not None]
-  return float(np.mean(picked)) if picked else float("nan")
-
-
 def main(argv):
   del argv
-  runs = []
-  for seed in (int(s) for s in FLAGS.seeds):
-    config, hard = _configs(seed, os.path.join(FLAGS.output, f"run-{seed}"))
+  seeds = [int(s) for s in FLAGS.seeds]
+  runs, hard_classes = [], []
+  for seed in seeds:
+    work_dir = os.path.join(FLAGS.output, f"run-{seed}")
+    if FLAGS.summarize_only:
+      runs.append(seed_summary.load_run(work_dir, FLAGS.stages))
+      hard_file = os.path.join(FLAGS.output, f"data-{seed}", "hard_classes.json")
+      hard_classes.append(artifacts.read_json(hard_file)["hard_classes"]
+                          if FLAGS.data == "synthetic" and os.path.exists(hard_file) else [])
+      continue
+    config, hard = _configs(seed, work_dir)
     comparison = pipeline.run(config)
     print(f"\nseed {seed}\n" + pipeline.format_table(comparison))
-    runs.append((comparison, hard))
-  rows = [stage for stage in FLAGS.stages if stage in runs[0][0]]
-  lines = ["| row | GAP@20 | Hit@1 | PERR | mAP | AP hard classes | AP split classes | steps | examples/s |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  summary = {}
-  for row in rows:
-    cells = {}
-    for key in pipeline.METRIC_KEYS + ("hard", "split", "train_steps", "examples_per_second"):
-      values = []
-      for comparison, hard in runs:
-        record = comparison[row]
-        if key == "hard":
-          values.append(_mean_ap(record["class_ap"], hard))
-        elif key == "split":
-          values.append(_mean_ap(record["class_ap"], comparison.get("selected", [])))
-        else:
-          values.append(record[key])
-      cells[key] = (float(np.mean(values)), float(np.std(values)))
-    summary[row] = cells
-    percent = lambda key: f"{100 * cells[key][0]:.2f} ± {100 * cells[key][1]:.2f}"
-    lines.append(f"| {row} | {percent('gap')} | {percent('hit_at_one')} | {percent('perr')} | "
-                 f"{percent('map')} | {percent('hard')} | {percent('split')} | "
-                 f"{cells['train_steps'][0]:.0f} | {cells['examples_per_second'][0]:.0f} |")
-  print(f"\n{FLAGS.data} shards, seeds {FLAGS.seeds}, mean ± std:\n" + "\n".join(lines))
+    runs.append(comparison)
+    hard_classes.append(hard)
+  summary = seed_summary.summarize(runs, FLAGS.stages, hard_classes)
+  print(f"\n{FLAGS.data} shards, seeds {FLAGS.seeds}, mean ± std over the seeds "
+        "where the row finished:\n" + seed_summary.markdown_table(summary))
   artifacts.write_json(os.path.join(FLAGS.output, "summary.json"),
-                       {"rows": summary, "selected": [c.get("selected") for c, _ in runs]})
+                       {"seeds": seeds, "rows": summary,
+                        "selected": [run.get("selected") for run in runs]})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Mean ± spread of pipeline rows over several seeds, from what the runs left on disk.
+
+A comparison over seeds is only as honest as its bookkeeping: a row that finished for
+two seeds out of three must say so, not silently average two values or fail. This
+reads each run's per-stage `stage_result.json` (so a run that was stopped still
+counts for the rows it finished) and reports, per row, the mean, the population
+standard deviation and the number of seeds behind them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from yt8m_sdnn import artifacts, pipeline
+from yt8m_sdnn.neglection import measure
+
+SUMMARY_KEYS = pipeline.METRIC_KEYS + ("hard", "split", "train_steps", "examples_per_second")
+
+
+def load_run(run_dir: str, stages: list[str]) -> dict:
+  """The rows of one pipeline run that finished, keyed like `comparison.json`.
+
+  Adds `selected` (the split classes) when the run's neglection stage finished.
+  Stages without a `stage_result.json` are absent: they did not finish.
+  """
+  run: dict = {}
+  for stage in stages:
+    path = os.path.join(run_dir, stage.replace(":", "-"), pipeline.STAGE_RESULT_FILE)
+    if os.path.exists(path):
+      run[stage] = artifacts.read_json(path)
+  neglection = os.path.join(run_dir, "neglection", measure.NEGLECTION_FILE)
+  if os.path.exists(neglection):
+    run["selected"] = [int(c) for c in artifacts.read_json(neglection)["selected"]]
+  return run
+
+
+def _mean_ap(class_ap: list, classes: list[int]) -> float:
+  """Mean AP over `classes`, skipping classes without positives (AP undefined)."""
+  picked = [class_ap[c] for c in classes if class_ap[c] is not None]
+  return float(np.mean(picked)) if picked else float("nan")
+
+
+def summarize(runs: list[dict], stages: list[str],
+              hard_classes: list[list[int]] | None = None) -> dict:
+  """Per row: {key: (mean, std, number of seeds)} over the runs where the row finished.
+
+  Args:
+    runs: one comparison per seed (`load_run` or `pipeline.run`'s return value).
+    stages: the rows to report, in order; rows no run finished are left out.
+    hard_classes: per run, classes whose mean AP is reported as `hard` (the synthetic
+      generator's planted classes); None or empty lists give NaN.
+  """
+  hard_classes = hard_classes or [[] for _ in runs]
+  if len(hard_classes) != len(runs):
+    raise ValueError(f"Expected one hard-class list per run ({len(runs)}). "
+                     f"Received: {len(hard_classes)}")
+  summary = {}
+  for stage in stages:
+    finished = [(run, hard) for run, hard in zip(runs, hard_classes) if stage in run]
+    if not finished:
+      continue
+    cells = {}
+    for key in SUMMARY_KEYS:
+      values = []
+      for run, hard in finished:
+        record = run[stage]
+        if key == "hard":
+          values.append(_mean_ap(record["class_ap"], hard))
+        elif key == "split":
+          values.append(_mean_ap(record["class_ap"], run.get("selected", [])))
+        else:
+          values.append(float(record[key]))
+      cells[key] = (float(np.mean(values)), float(np.std(values)), len(values))
+    summary[stage] = cells
+  return summary
+
+
+def markdown_table(summary: dict) -> str:
+  """The summary as a Markdown table in %, with the number of seeds per row."""
+  lines = ["| row | seeds | GAP@20 | Hit@1 | PERR | mAP | AP hard classes | AP split classes "
+           "| steps | examples/s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+
+  def percent(cells, key):
+    mean, std, _ = cells[key]
+    return "—" if np.isnan(mean) else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+  for stage, cells in summary.items():
+    lines.append(
+        f"| {stage} | {cells['gap'][2]} | {percent(cells, 'gap')} | "
+        f"{percent(cells, 'hit_at_one')} | {percent(cells, 'perr')} | "
+        f"{percent(cells, 'map')} | {percent(cells, 'hard')} | {percent(cells, 'split')} | "
+        f"{cells['train_steps'][0]:.0f} | {cells['examples_per_second'][0]:.0f} |")
+  return "\n".join(lines)
