@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from yt8m_sdnn.data import writer
+from yt8m_sdnn.data import synthetic, writer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,3 +69,13 @@ def video_shards(tmp_path):
   videos = random_videos(12, 10)
   write_video_shards(tmp_path, *videos)
   return tmp_path, videos
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+  """Small synthetic shards (12 classes, 2 planted hard ones; 256 train, 96 validate)."""
+  directory = tmp_path_factory.mktemp("synthetic")
+  synthetic.generate(synthetic.SynthConfig(
+      output_dir=str(directory), num_classes=12, num_train=256, num_validate=96,
+      num_shards=2, num_hard_classes=2))
+  return directory

@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from yt8m_sdnn import artifacts, training
-from yt8m_sdnn.data import reader, synthetic
+from yt8m_sdnn.data import reader
 from yt8m_sdnn.neglection import evidence, plot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,15 +234,6 @@ def run_binary(*flags: str, pythonpath: str = ROOT) -> subprocess.CompletedProce
   env = dict(os.environ, PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "bin.yt8m_neglection_report", *flags],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("synthetic")
-  synthetic.generate(synthetic.SynthConfig(
-      output_dir=str(directory), num_classes=12, num_train=256, num_validate=96,
-      num_shards=2, num_hard_classes=2))
-  return directory
 
 
 def binary_flags(synthetic_dir, train_dir, *extra):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import random_videos, write_video_shards
 from yt8m_sdnn import artifacts, evaluation, losses, models, prediction, training
-from yt8m_sdnn.data import reader, synthetic
+from yt8m_sdnn.data import reader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,15 +23,6 @@ def run_binary(name: str, *flags: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", f"bin.{name}", *flags], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("synthetic")
-  synthetic.generate(synthetic.SynthConfig(
-      output_dir=str(directory), num_classes=12, num_train=256, num_validate=64,
-      num_shards=2, num_hard_classes=2))
-  return directory
 
 
 def test_train_eval_predict_binaries(synthetic_dir, tmp_path):
@@ -46,13 +37,13 @@ def test_train_eval_predict_binaries(synthetic_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads((train_dir / "eval_metrics.json").read_text())
   assert set(metrics) >= {"gap", "hit_at_one", "perr", "map", "num_videos"}
-  assert metrics["num_videos"] == 64 and 0 <= metrics["gap"] <= 1
+  assert metrics["num_videos"] == 96 and 0 <= metrics["gap"] <= 1
   output = tmp_path / "submission.csv"
   result = run_binary("yt8m_predict", f"--input_data={synthetic_dir}/validate",
                       f"--train_dir={train_dir}", f"--output_file={output}", "--top_k=5")
   assert result.returncode == 0, result.stderr[-3000:]
   rows = list(csv.reader(output.open()))
-  assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == 65
+  assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == 97
   pairs = rows[1][1].split()
   assert len(pairs) == 10 and all(0 <= int(label) < 12 for label in pairs[::2])
   scores = [float(score) for score in pairs[1::2]]
@@ -151,8 +142,8 @@ def test_eval_binary_with_skip_corrupt_counts_and_skips(synthetic_dir, tmp_path)
   result = run_binary("yt8m_eval", f"--eval_data={eval_dir}", f"--train_dir={train_dir}",
                       "--skip_corrupt")
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "1 of 64 records unusable and skipped" in result.stderr
-  assert json.loads((train_dir / "eval_metrics.json").read_text())["num_videos"] == 64
+  assert "1 of 96 records unusable and skipped" in result.stderr
+  assert json.loads((train_dir / "eval_metrics.json").read_text())["num_videos"] == 96
 
 
 def test_stage_by_stage_binaries_train_the_subclass_model(synthetic_dir, tmp_path):
