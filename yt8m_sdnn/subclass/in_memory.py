@@ -74,8 +74,9 @@ def _kmeans_class(members: np.ndarray, mean: np.ndarray, num_subclasses: int, se
   if members.shape[0] < num_subclasses:
     raise ValueError(f"class {class_id} has {members.shape[0]} observations, fewer than "
                      f"num_subclasses={num_subclasses}")
-  kmeans = KMeans(n_clusters=num_subclasses, n_init=10, random_state=seed).fit(
-      members.astype(np.float64))
+  # float32 members stay float32 (scikit-learn fits in the input's dtype): a float64
+  # copy of a large image class would double its memory for no useful precision.
+  kmeans = KMeans(n_clusters=num_subclasses, n_init=10, random_state=seed).fit(members)
   centroids = kmeans.cluster_centers_.astype(np.float64)
   order = np.argsort(-np.linalg.norm(centroids - mean, axis=1), kind="stable")
   return centroids[order]
@@ -141,7 +142,7 @@ def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequ
   selected = partition.check_selected(selected, num_classes)
   if features.shape[0] == 0:
     raise ValueError("no observation: the mean m is undefined")
-  mean = features.astype(np.float64).mean(axis=0)
+  mean = features.mean(axis=0, dtype=np.float64)  # accumulates in float64, copies nothing
   with tf.device(partition.PASS_DEVICE):
     distances = partition.distances_to_mean(tf.constant(features), tf.constant(mean)).numpy()
   k, f = selected.size, features.shape[1]
