@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from conftest import random_videos, write_video_shards
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.subclass import partition
+from yt8m_sdnn.subclass import partition, split_search
 
 NAMES = ("toy",)
 
@@ -42,7 +42,7 @@ def test_split_threshold_lies_between_and_keeps_ties():
   # (3 + 1) / 2 = 2; adjacent doubles: the midpoint rounds onto one of them, so the
   # threshold must be the lower one for d > t to keep `upper` in subclass 1.
   upper = np.nextafter(1.0, 2.0)
-  thresholds = partition.split_threshold([3.0, upper, 2.0], [1.0, 1.0, 2.0])
+  thresholds = split_search.split_threshold([3.0, upper, 2.0], [1.0, 1.0, 2.0])
   assert thresholds.tolist() == [2.0, 1.0, 2.0]
   assert upper > thresholds[1] >= 1.0
 
@@ -105,7 +105,7 @@ def run_passes(parts, selected, mean, bound, num_bins, max_collected):
   """The partition protocol over parts (workers): each pass on every part, then merge."""
   merge = functools.partial(functools.reduce, lambda a, b: a.merge(b))
   split = merge([partition.split_statistics(p, mean, selected, bound, num_bins) for p in parts])
-  search = partition.SplitSearch.start(split, max_collected)
+  search = split_search.SplitSearch.start(split, max_collected)
   while not search.done:
     search = search.advance(merge([partition.refine_statistics(p, mean, selected, search)
                                    for p in parts]))
@@ -141,7 +141,7 @@ def test_statistics_size_does_not_depend_on_the_number_of_examples():
     mean_stats = partition.mean_statistics(dataset)
     split = partition.split_statistics(dataset, mean_stats.mean, selected,
                                        mean_stats.distance_bound(), num_bins)
-    search = partition.SplitSearch.start(split, max_collected)
+    search = split_search.SplitSearch.start(split, max_collected)
     refine = partition.refine_statistics(dataset, mean_stats.mean, selected, search)
     sizes.append((mean_stats.nbytes, split.nbytes, search.nbytes))
     # Collected distances are capped per class.

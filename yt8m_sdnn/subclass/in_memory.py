@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_sdnn.data import formats
-from yt8m_sdnn.subclass import augment, partition
+from yt8m_sdnn.subclass import augment, partition, split_search
 from yt8m_sdnn.subclass import plan as plan_lib
 
 METHODS = plan_lib.METHODS
@@ -59,7 +59,7 @@ def _algorithm1_class(distances: np.ndarray) -> tuple[float, int, int]:
   if half == 0:
     threshold = np.inf
   else:
-    threshold = float(partition.split_threshold(distances[order[half - 1]],
+    threshold = float(split_search.split_threshold(distances[order[half - 1]],
                                                 distances[order[half]]))
   # Algorithm 1, step 6; argmax/argmin return the first occurrence.
   return threshold, int(np.argmax(distances)), int(np.argmin(distances))
