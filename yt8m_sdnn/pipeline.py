@@ -100,8 +100,13 @@ def _stage_train_config(config: PipelineConfig, stage: str) -> training.TrainCon
                              loss=dataclasses.replace(config.train.loss, name=loss))
 
 
+def stage_dir(work_dir: str, stage: str) -> str:
+  """The folder of a stage in a run: `work_dir/ROW` or, for `ROW:LOSS`, `work_dir/ROW-LOSS`."""
+  return os.path.join(work_dir, stage.replace(":", "-"))
+
+
 def _stage_dir(config: PipelineConfig, stage: str) -> str:
-  return os.path.join(config.work_dir, stage.replace(":", "-"))
+  return stage_dir(config.work_dir, stage)
 
 
 def _load_done(config: PipelineConfig, stage: str, artifact: str = STAGE_RESULT_FILE):

@@ -27,7 +27,7 @@ def load_run(run_dir: str, stages: list[str]) -> dict:
   """
   run: dict = {}
   for stage in stages:
-    path = os.path.join(run_dir, stage.replace(":", "-"), pipeline.STAGE_RESULT_FILE)
+    path = os.path.join(pipeline.stage_dir(run_dir, stage), pipeline.STAGE_RESULT_FILE)
     if os.path.exists(path):
       run[stage] = artifacts.read_json(path)
   neglection = os.path.join(run_dir, "neglection", measure.NEGLECTION_FILE)

@@ -60,7 +60,7 @@ def _algorithm1_class(distances: np.ndarray) -> tuple[float, int, int]:
     threshold = np.inf
   else:
     threshold = float(split_search.split_threshold(distances[order[half - 1]],
-                                                distances[order[half]]))
+                                                   distances[order[half]]))
   # Algorithm 1, step 6; argmax/argmin return the first occurrence.
   return threshold, int(np.argmax(distances)), int(np.argmin(distances))
 
