@@ -6,6 +6,8 @@ GAP@20, Hit@1, PERR and mAP per row, plus the mean AP of the planted hard classe
 
   python -m bench.evidence_sdnn --data=synthetic --seeds=0,1,2 --output=/tmp/evidence_synth
   python -m bench.evidence_sdnn --data=real --seeds=0 --output=/tmp/evidence_real
+  # Paired rows: a rerun reproduces every number, so differences are the methods':
+  python -m bench.evidence_sdnn --deterministic --output=/tmp/evidence_det
   # SDNN against focal, ASL and class-balanced losses on one step budget (issue 9):
   python -m bench.evidence_sdnn --stages=baseline,sdnn,baseline_equal_steps,\
 baseline_equal_steps:focal,baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,\
@@ -36,7 +38,9 @@ flags.DEFINE_integer("batch_size", 0, "Batch size (0: 128 synthetic, 512 real)."
 flags.DEFINE_bool("summarize_only", False,
                   "Train nothing: summarize the rows the runs under --output finished "
                   "(a row finished for fewer seeds says so).")
-
+flags.DEFINE_bool("deterministic", False,
+                  "Ordered input and deterministic ops: a rerun gives the same weights, so "
+                  "rows of one seed differ by their method only (slower).")
 
 
 def _configs(seed: int, work_dir: str):
@@ -55,8 +59,10 @@ def _configs(seed: int, work_dir: str):
     hard = []
     batch_size = FLAGS.batch_size or 512
   train_reader = reader.ReaderConfig(train, num_classes=num_classes, batch_size=batch_size,
-                                     training=True, seed=seed)
-  eval_reader = reader.ReaderConfig(evaluate, num_classes=num_classes, batch_size=512)
+                                     training=True, seed=seed,
+                                     deterministic=FLAGS.deterministic)
+  eval_reader = reader.ReaderConfig(evaluate, num_classes=num_classes, batch_size=512,
+                                    deterministic=FLAGS.deterministic)
   config = pipeline.PipelineConfig(
       work_dir=work_dir, train_reader=train_reader, eval_reader=eval_reader,
       train=training.TrainConfig(train_dir="", num_epochs=FLAGS.num_epochs, seed=seed),

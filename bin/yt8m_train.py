@@ -59,6 +59,7 @@ def main(argv):
                                    expected_feature_size=reader_config.feature_size)
     counts = (class_counts.count_class_positives(reader_config)[0]
               if train_config.loss.needs_class_counts else None)
+    training.set_seed(train_config, reader_config)  # the subclass model's weights
     arguments = trainer.subclass_training_arguments(
         subclass_plan, FLAGS.model, reader_config.feature_size, FLAGS.batch_size,
         FLAGS.weight_decay, loss_config=train_config.loss, class_counts=counts)

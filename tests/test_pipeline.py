@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 
+import keras
+import numpy as np
 import pytest
 
 from yt8m_sdnn import artifacts, loss_registry, pipeline, training
@@ -93,3 +97,32 @@ def test_unreadable_artifact_is_named_with_how_to_regenerate(pipeline_config, ar
   finally:
     with open(path, "wb") as stream:
       stream.write(original)
+
+
+def test_a_seed_fixes_every_sdnn_stage(pipeline_config, tmp_path):
+  """`yt8m-sdnn --seed --deterministic` twice: the same θ, plan and subclass model.
+
+  The θ wrapper and the subclass model are built before `train`; both must be seeded
+  (a rerun once selected other classes). A subprocess, since op determinism is global.
+  """
+  data = os.path.dirname(pipeline_config.train_reader.data_pattern)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for name in ("first", "second"):
+    subprocess.run(
+        [sys.executable, "-m", "bin.yt8m_sdnn", f"--train_data={data}/train",
+         f"--eval_data={data}/validate", f"--work_dir={tmp_path / name}", "--num_classes=12",
+         "--batch_size=64", "--num_epochs=1", "--stages=sdnn", "--fraction_of_epoch=1",
+         "--top_k_classes=3", "--seed=5", "--deterministic"],
+        cwd=root, env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2"),
+        check=True, capture_output=True, timeout=300)
+  first, second = (artifacts.read_json(str(tmp_path / name / "neglection" / "neglection.json"))
+                   for name in ("first", "second"))
+  assert first["theta"] == second["theta"]
+  first_plan, second_plan = (np.load(tmp_path / name / "partition" / "plan.npz")
+                             for name in ("first", "second"))
+  for key in ("selected", "anchors", "thresholds", "subclass_counts"):
+    np.testing.assert_array_equal(first_plan[key], second_plan[key])
+  first_model, second_model = (keras.saving.load_model(tmp_path / name / "sdnn" / "model.keras")
+                               for name in ("first", "second"))
+  for a, b in zip(first_model.get_weights(), second_model.get_weights()):
+    np.testing.assert_array_equal(a, b)

@@ -174,6 +174,7 @@ def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPla
   loss_config = _stage_train_config(config, stage).loss
   counts = (class_counts.count_class_positives(config.train_reader)[0]
             if loss_config.needs_class_counts else None)
+  training.set_seed(config.train, config.train_reader)  # the subclass model's weights
   arguments = trainer.subclass_training_arguments(
       plan, STAGE_MODELS["baseline"], config.train_reader.feature_size,
       config.train_reader.batch_size, config.train.weight_decay, split=split,

@@ -297,6 +297,21 @@ def _counting(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset
   return dataset.map(count)
 
 
+def set_seed(train_config: TrainConfig, reader_config: reader.ReaderConfig) -> None:
+  """Seeds Python, numpy and TensorFlow with `train_config.seed` (nothing when None).
+
+  `train` calls it first; call it yourself before building a model you hand to
+  `train` (a subclass model, a θ wrapper), or the model's initial weights do not
+  follow the seed. With a deterministic reader, ops are made deterministic too
+  (process-wide), so two runs give identical weights.
+  """
+  if train_config.seed is None:
+    return
+  keras.utils.set_random_seed(train_config.seed)
+  if reader_config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
 def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
           model: keras.Model | None = None, loss: keras.losses.Loss | None = None,
           dataset_transform: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
@@ -334,11 +349,7 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     train_config = dataclasses.replace(
         train_config, train_dir=distribute.writable_dir(train_config.train_dir))
   artifacts.ensure_writable_dir(train_config.train_dir)
-  if train_config.seed is not None:
-    keras.utils.set_random_seed(train_config.seed)
-    if reader_config.deterministic:
-      # Seeded ops and an ordered input stream: two runs give identical weights.
-      tf.config.experimental.enable_op_determinism()
+  set_seed(train_config, reader_config)
   num_outputs = num_outputs or reader_config.num_classes
   if model is None:
     model = models.build_model(train_config.model, reader_config.feature_size, num_outputs,

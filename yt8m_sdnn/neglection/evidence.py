@@ -424,6 +424,7 @@ def measure_neglection_evidence(
         f"{backup_dir}: a killed run's backup; its θ history is lost, so the evidence "
         "cannot resume. Delete that folder or use a fresh --train_dir")
   class_counts, num_train_videos = count_class_positives(train_reader)
+  training.set_seed(train_config, train_reader)  # before the weights are drawn
   model = models.build_model(train_config.model, train_reader.feature_size,
                              train_reader.num_classes, weight_decay=train_config.weight_decay)
   wrapper, monitor = attach_neglection_monitor(

@@ -54,6 +54,7 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
         f"tau={tau} is larger than the {steps} iterations run ({fraction_of_epoch} of an "
         f"epoch of {num_records} videos at batch size {reader_config.batch_size}); lower "
         "--tau or raise --fraction_of_epoch")
+  training.set_seed(train_config, reader_config)  # before the weights are drawn
   model = models.build_model(train_config.model, reader_config.feature_size,
                              reader_config.num_classes, weight_decay=train_config.weight_decay)
   wrapper, monitor = attach_neglection_monitor(

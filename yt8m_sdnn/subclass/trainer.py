@@ -21,6 +21,9 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
                                 class_counts=None) -> dict:
   """Keyword arguments for `training.train` that train on `plan`.
 
+  Builds the subclass model: call `training.set_seed` first so its initial weights
+  follow the run's seed.
+
   Args:
     plan: the subclass plan (`plan.load_plan`).
     model_name: a name of `models.MODEL_REGISTRY`.
