@@ -2,7 +2,8 @@
 
 Runs `yt8m_sdnn.pipeline` once per seed and prints mean ± standard deviation of
 GAP@20, Hit@1, PERR and mAP per row, plus the mean AP of the planted hard classes
-(synthetic) and of the split classes. Long: not part of `make bench`.
+(synthetic) and of the split classes, and each seed's GAP difference for the row pairs
+that attribute SDNN's effect (`seed_summary.ATTRIBUTION_PAIRS`). Long: not part of `make bench`.
 
   python -m bench.evidence_sdnn --data=synthetic --seeds=0,1,2 --output=/tmp/evidence_synth
   python -m bench.evidence_sdnn --data=real --seeds=0 --output=/tmp/evidence_real
@@ -90,8 +91,12 @@ def main(argv):
   summary = seed_summary.summarize(runs, FLAGS.stages, hard_classes)
   print(f"\n{FLAGS.data} shards, seeds {FLAGS.seeds}, mean ± std over the seeds "
         "where the row finished:\n" + seed_summary.markdown_table(summary))
+  differences = seed_summary.paired_differences(runs)
+  print(seed_summary.format_differences(differences, seeds))
   artifacts.write_json(os.path.join(FLAGS.output, "summary.json"),
                        {"seeds": seeds, "rows": summary,
+                        "paired_gap_differences": {f"{a} - {b}": values
+                                                   for (a, b), values in differences.items()},
                         "selected": [run.get("selected") for run in runs]})
 
 

@@ -64,3 +64,17 @@ def test_rows_no_seed_finished_are_left_out_and_missing_hard_classes_are_blank(t
 def test_one_hard_class_list_per_run_is_required():
   with pytest.raises(ValueError, match="one hard-class list per run"):
     seed_summary.summarize([{}, {}], ["baseline"], hard_classes=[[1]])
+
+
+def test_paired_differences_per_seed_with_gaps_where_a_row_is_missing():
+  runs = [{"sdnn": _record(0.30, []), "baseline_equal_steps": _record(0.25, []),
+           "split_only": _record(0.1, [])},
+          {"sdnn": _record(0.20, []), "baseline_equal_steps": _record(0.26, [])},
+          {"baseline_equal_steps": _record(0.27, [])}]
+  differences = seed_summary.paired_differences(runs)
+  # Only pairs some run finished; a run missing either row gives None.
+  assert list(differences) == [("sdnn", "baseline_equal_steps")]
+  np.testing.assert_allclose(differences[("sdnn", "baseline_equal_steps")][:2], [0.05, -0.06])
+  assert differences[("sdnn", "baseline_equal_steps")][2] is None
+  text = seed_summary.format_differences(differences, [0, 1, 2])
+  assert "sdnn − baseline_equal_steps: +5.00, -6.00, —" in text

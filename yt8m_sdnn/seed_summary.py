@@ -4,7 +4,9 @@ A comparison over seeds is only as honest as its bookkeeping: a row that finishe
 two seeds out of three must say so, not silently average two values or fail. This
 reads each run's per-stage `stage_result.json` (so a run that was stopped still
 counts for the rows it finished) and reports, per row, the mean, the population
-standard deviation and the number of seeds behind them.
+standard deviation and the number of seeds behind them. Rows of one seed share its
+data, θ and plan, so `paired_differences` gives each seed's row-minus-row difference:
+with `--deterministic` runs that difference is the methods' alone.
 """
 
 from __future__ import annotations
@@ -93,4 +95,40 @@ def markdown_table(summary: dict) -> str:
         f"{percent(cells, 'hit_at_one')} | {percent(cells, 'perr')} | "
         f"{percent(cells, 'map')} | {percent(cells, 'hard')} | {percent(cells, 'split')} | "
         f"{cells['train_steps'][0]:.0f} | {cells['examples_per_second'][0]:.0f} |")
+  return "\n".join(lines)
+
+
+# Row pairs whose per-seed difference attributes SDNN's effect to its parts: the whole
+# method at equal steps, the split at equal steps (with and without the copies), the
+# copies at equal steps, the losses against cross-entropy, and SDNN on top of ASL.
+ATTRIBUTION_PAIRS = (
+    ("sdnn", "baseline_equal_steps"), ("sdnn", "augment_only"), ("split_only", "baseline"),
+    ("augment_only", "baseline_equal_steps"),
+    ("baseline_equal_steps:focal", "baseline_equal_steps"),
+    ("baseline_equal_steps:asymmetric", "baseline_equal_steps"),
+    ("sdnn:asymmetric", "baseline_equal_steps:asymmetric"))
+
+
+def paired_differences(runs: list[dict], pairs=ATTRIBUTION_PAIRS,
+                       key: str = "gap") -> dict[tuple[str, str], list[float | None]]:
+  """Per pair (a, b) present in some run: `key` of a minus b for each run, in run order.
+
+  A run that did not finish both rows gives None in its place; pairs no run finished
+  are left out.
+  """
+  differences = {}
+  for first, second in pairs:
+    values = [float(run[first][key]) - float(run[second][key])
+              if first in run and second in run else None for run in runs]
+    if any(value is not None for value in values):
+      differences[(first, second)] = values
+  return differences
+
+
+def format_differences(differences: dict, seeds) -> str:
+  """The paired differences as lines `a − b: +x.xx, −y.yy, …` in points of %, per seed."""
+  lines = [f"paired differences in GAP points, seeds {', '.join(str(s) for s in seeds)}:"]
+  for (first, second), values in differences.items():
+    cells = ", ".join("—" if value is None else f"{100 * value:+.2f}" for value in values)
+    lines.append(f"  {first} − {second}: {cells}")
   return "\n".join(lines)
