@@ -126,7 +126,7 @@ def paired_differences(runs: list[dict], pairs=ATTRIBUTION_PAIRS,
 
 
 def format_differences(differences: dict, seeds) -> str:
-  """The paired differences as lines `a − b: +x.xx, −y.yy, …` in points of %, per seed."""
+  """The paired differences as lines `a − b: +x.xx, -y.yy, —` (GAP points; — : not run)."""
   lines = [f"paired differences in GAP points, seeds {', '.join(str(s) for s in seeds)}:"]
   for (first, second), values in differences.items():
     cells = ", ".join("—" if value is None else f"{100 * value:+.2f}" for value in values)
