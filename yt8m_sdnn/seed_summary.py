@@ -109,16 +109,16 @@ ATTRIBUTION_PAIRS = (
     ("sdnn:asymmetric", "baseline_equal_steps:asymmetric"))
 
 
-def paired_differences(runs: list[dict], pairs=ATTRIBUTION_PAIRS,
-                       key: str = "gap") -> dict[tuple[str, str], list[float | None]]:
-  """Per pair (a, b) present in some run: `key` of a minus b for each run, in run order.
+def paired_differences(runs: list[dict],
+                       pairs=ATTRIBUTION_PAIRS) -> dict[tuple[str, str], list[float | None]]:
+  """Per pair (a, b) present in some run: GAP of a minus b for each run, in run order.
 
   A run that did not finish both rows gives None in its place; pairs no run finished
   are left out.
   """
   differences = {}
   for first, second in pairs:
-    values = [float(run[first][key]) - float(run[second][key])
+    values = [float(run[first]["gap"]) - float(run[second]["gap"])
               if first in run and second in run else None for run in runs]
     if any(value is not None for value in values):
       differences[(first, second)] = values
