@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m_sdnn import artifacts, distribute, loss_registry
+from yt8m_sdnn import artifacts, distribute, loss_registry, models, training
 from yt8m_sdnn.data import reader, scan
 
 FLAGS = flags.FLAGS
@@ -66,6 +66,72 @@ def define_loss_flags() -> None:
                      "Probability shift m of ASL's negatives.")
   flags.DEFINE_float("class_balance_beta", defaults.class_balance_beta,
                      "β of --loss=class_balanced (effective number of samples).")
+
+
+# Without validation shards an epoch count is the whole schedule (the paper's 5); with
+# them it is a cap that early stopping should almost never reach.
+DEFAULT_NUM_EPOCHS = 5
+DEFAULT_NUM_EPOCHS_EARLY_STOPPED = 200
+
+
+def define_training_flags(model_default: str = "cnn", early_stopping: bool = True) -> None:
+  """The flags of `training.TrainConfig`, shared by every binary that trains."""
+  defaults = training.TrainConfig(train_dir="")
+  flags.DEFINE_enum("model", model_default, sorted(models.MODEL_REGISTRY), "Model to train.")
+  flags.DEFINE_integer("moe_num_mixtures", 2,
+                       "Experts per class of --model=moe (the YT8M starter's default).")
+  flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate.")
+  flags.DEFINE_float("learning_rate_decay", defaults.learning_rate_decay,
+                     "Learning rate factor applied every epoch (1: constant).")
+  flags.DEFINE_enum("optimizer", defaults.optimizer, list(training.OPTIMIZERS),
+                    "Optimizer; adamw applies --weight_decay decoupled.")
+  flags.DEFINE_float("weight_decay", defaults.weight_decay,
+                     "λ: a pull of λ·w on every kernel (L2(λ/2) in the loss with adam and "
+                     "sgd, decoupled with adamw).")
+  flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
+  if early_stopping:
+    flags.DEFINE_integer(
+        "num_epochs", None,
+        f"Passes over the training data; with --val_data a cap (default "
+        f"{DEFAULT_NUM_EPOCHS_EARLY_STOPPED}), without it the schedule (default "
+        f"{DEFAULT_NUM_EPOCHS}, the paper's).")
+    flags.DEFINE_string("val_data", None,
+                        "Validation shards, used only to pick the epoch: after every epoch "
+                        "the model is scored on them (GAP@--top_k), the best epoch's "
+                        "weights are kept, and --patience epochs without improvement stop "
+                        "training.")
+    flags.DEFINE_integer("patience", defaults.patience,
+                         "With --val_data: epochs without a better validation GAP before "
+                         "training stops.")
+
+
+def num_epochs() -> int:
+  """--num_epochs, or its default, which depends on whether --val_data is given."""
+  if FLAGS.num_epochs is not None:
+    return FLAGS.num_epochs
+  return DEFAULT_NUM_EPOCHS_EARLY_STOPPED if FLAGS.val_data else DEFAULT_NUM_EPOCHS
+
+
+def train_config(train_dir: str, **overrides) -> training.TrainConfig:
+  """A `TrainConfig` from the training (and loss, compute) flags; `overrides` win."""
+  values = dict(
+      train_dir=train_dir, model=FLAGS.model, learning_rate=FLAGS.learning_rate,
+      learning_rate_decay=FLAGS.learning_rate_decay, optimizer=FLAGS.optimizer,
+      weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+      model_options={"num_mixtures": FLAGS.moe_num_mixtures} if FLAGS.model == "moe" else {})
+  if "val_data" in FLAGS:
+    values.update(num_epochs=num_epochs(), patience=FLAGS.patience)
+  if "loss" in FLAGS:
+    values["loss"] = loss_config()
+  if "jit_compile" in FLAGS:
+    values["jit_compile"] = FLAGS.jit_compile
+  values.update(overrides)
+  return training.TrainConfig(**values)
+
+
+def val_reader_config() -> reader.ReaderConfig | None:
+  """The validation shards' `ReaderConfig`, or None without --val_data."""
+  return reader_config(FLAGS.val_data) if FLAGS.val_data else None
 
 
 def loss_config() -> loss_registry.LossConfig:

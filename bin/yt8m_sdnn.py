@@ -1,13 +1,18 @@
 """Runs the whole SDNN method and writes WORK_DIR/comparison.json.
 
-Stages (each skipped when its output exists, unless --overwrite): LR and CNN
-baselines, θ over the first part of an epoch, selection of the most neglected
-classes, Algorithm 1's partition pass (the plan), the subclass CNN on the online
-transform, the CNN given the SCNN's number of steps, evaluation of every row.
+Stages (each skipped when its output exists, unless --overwrite): LR and --model
+baselines, θ over the first part of an epoch (or --neglection_steps), selection of
+the most neglected classes, Algorithm 1's partition pass (the plan), the subclass
+version of --model on the online transform, the baseline given the SDNN row's number
+of steps, evaluation of every row on --eval_data. With --val_data every row is
+early-stopped on those shards and keeps its best epoch.
 
 Example:
   yt8m-sdnn --train_data=/data/yt8m/train --eval_data=/data/yt8m/validate \
       --work_dir=/tmp/sdnn --num_classes=3862
+  # Every row trained to its best validation epoch, on the logistic family:
+  yt8m-sdnn --model=logistic --train_data=TRAIN --val_data=VAL --eval_data=TEST \
+      --work_dir=/tmp/sdnn_lr --stages=baseline,sdnn --seed=0
   # SDNN against the losses a practitioner would try first, on one step budget:
   yt8m-sdnn ... --stages=baseline,sdnn,baseline_equal_steps,baseline_equal_steps:focal,\
       baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,sdnn:asymmetric
@@ -16,28 +21,27 @@ Example:
 from absl import flags
 
 from bin import flag_sets
-from yt8m_sdnn import pipeline, training
+from yt8m_sdnn import pipeline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
-flags.DEFINE_string("eval_data", None, "Evaluation shards.")
+flags.DEFINE_string("eval_data", None,
+                    "Test shards: every row is scored on them once, after training (with "
+                    "--val_data, with its best epoch's weights).")
 flags.DEFINE_string("work_dir", None, "Receives every stage and comparison.json.")
 flags.DEFINE_list("stages", list(pipeline.DEFAULT_STAGES),
                   f"Model rows, among {list(pipeline.ROW_STAGES)}; ROW:LOSS gives a row its "
                   "own loss (e.g. baseline_equal_steps:asymmetric, sdnn:focal).")
 flags.DEFINE_bool("overwrite", False, "Rerun stages whose outputs exist.")
-flags.DEFINE_integer("num_epochs", 5, "Training epochs of every model.")
-flags.DEFINE_float("learning_rate", 0.001, "Initial learning rate.")
-flags.DEFINE_float("learning_rate_decay", 0.95, "Learning rate factor applied every epoch.")
-flags.DEFINE_enum("optimizer", "adam", list(training.OPTIMIZERS), "Optimizer.")
-flags.DEFINE_float("weight_decay", 5e-4, "L2 coefficient on every kernel.")
 flags.DEFINE_float("fraction_of_epoch", 1 / 3, "Share of an epoch over which θ is measured.")
+flags.DEFINE_integer("neglection_steps", None,
+                     "Iterations over which θ is measured, instead of --fraction_of_epoch.")
 flags.DEFINE_integer("tau", None, "Iterations per θ window (default: all of them).")
 flags.DEFINE_float("top_fraction", 0.1, "Share of classes to split (paper: 10%).")
 flags.DEFINE_integer("top_k_classes", None, "Number of classes to split, instead.")
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
-flags.DEFINE_integer("top_k", 20, "k of GAP@k.")
-flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
+flags.DEFINE_integer("top_k", 20, "k of GAP@k (validation and evaluation).")
+flag_sets.define_training_flags()
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
@@ -50,13 +54,11 @@ def main(argv):
       work_dir=FLAGS.work_dir,
       train_reader=flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed),
       eval_reader=flag_sets.reader_config(FLAGS.eval_data),
-      train=training.TrainConfig(
-          train_dir=FLAGS.work_dir, num_epochs=FLAGS.num_epochs,
-          learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
-          optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
-          loss=flag_sets.loss_config(), jit_compile=FLAGS.jit_compile),
-      top_k=FLAGS.top_k, overwrite=FLAGS.overwrite, stages=tuple(FLAGS.stages),
-      fraction_of_epoch=FLAGS.fraction_of_epoch, tau=FLAGS.tau,
+      val_reader=flag_sets.val_reader_config(),
+      train=flag_sets.train_config(FLAGS.work_dir),
+      model=FLAGS.model, top_k=FLAGS.top_k, overwrite=FLAGS.overwrite,
+      stages=tuple(FLAGS.stages), fraction_of_epoch=FLAGS.fraction_of_epoch,
+      neglection_steps=FLAGS.neglection_steps, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
       extrapolation=FLAGS.extrapolation)
   comparison = pipeline.run(config)

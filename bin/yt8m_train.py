@@ -12,7 +12,7 @@ import os
 from absl import flags, logging
 
 from bin import flag_sets
-from yt8m_sdnn import artifacts, distribute, evaluation, models, training
+from yt8m_sdnn import artifacts, distribute, evaluation, training
 from yt8m_sdnn.data import class_counts
 from yt8m_sdnn.subclass import plan, trainer
 
@@ -20,15 +20,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
 flags.DEFINE_string("eval_data", None, "Optional: evaluate on these shards after training.")
 flags.DEFINE_string("train_dir", None, "Receives the model, logs and checkpoints.")
-flags.DEFINE_enum("model", "cnn", sorted(models.MODEL_REGISTRY), "Model to train.")
-flags.DEFINE_integer("num_epochs", 5, "Passes over the training data.")
-flags.DEFINE_float("learning_rate", 0.001, "Initial learning rate.")
-flags.DEFINE_float("learning_rate_decay", 0.95, "Learning rate factor applied every epoch.")
-flags.DEFINE_enum("optimizer", "adam", list(training.OPTIMIZERS), "Optimizer.")
-flags.DEFINE_float("weight_decay", 5e-4, "L2 coefficient on every kernel.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch.")
-flags.DEFINE_integer("top_k", 20, "k of GAP@k for --eval_data.")
-flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
+flags.DEFINE_integer("top_k", 20, "k of GAP@k for --val_data and --eval_data.")
 flags.DEFINE_string("subclass_plan", None,
                     "A plan from yt8m-partition: train the subclass model (eq. 11) on the "
                     "split and augmented classes; the saved model returns class scores.")
@@ -36,6 +29,7 @@ flags.DEFINE_integer("keep_checkpoints", 2,
                      "Per-epoch checkpoints kept, the newest (0: all; the CNN's is 0.6 GB).")
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there.")
+flag_sets.define_training_flags()
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
@@ -44,14 +38,11 @@ flags.mark_flags_as_required(["train_data", "train_dir"])
 
 def main(argv):
   del argv
-  train_config = training.TrainConfig(
-      train_dir=FLAGS.train_dir, model=FLAGS.model, num_epochs=FLAGS.num_epochs,
-      learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
-      optimizer=FLAGS.optimizer, weight_decay=FLAGS.weight_decay,
-      steps_per_epoch=FLAGS.steps_per_epoch, jit_compile=FLAGS.jit_compile, seed=FLAGS.seed,
-      backup_steps=FLAGS.backup_steps, loss=flag_sets.loss_config(),
+  train_config = flag_sets.train_config(
+      FLAGS.train_dir, steps_per_epoch=FLAGS.steps_per_epoch, backup_steps=FLAGS.backup_steps,
       keep_checkpoints=FLAGS.keep_checkpoints)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
+  val_reader = flag_sets.val_reader_config()
   flag_sets.report_skipped(reader_config)
   arguments = {}
   if FLAGS.subclass_plan:
@@ -62,10 +53,16 @@ def main(argv):
     training.set_seed(train_config, reader_config)  # the subclass model's weights
     arguments = trainer.subclass_training_arguments(
         subclass_plan, FLAGS.model, reader_config.feature_size, FLAGS.batch_size,
-        FLAGS.weight_decay, loss_config=train_config.loss, class_counts=counts)
-  result = training.train(train_config, reader_config, **arguments)
+        train_config.l2_coefficient, loss_config=train_config.loss, class_counts=counts,
+        model_options=train_config.model_options)
+  result = training.train(train_config, reader_config, val_reader=val_reader,
+                          top_k=FLAGS.top_k, **arguments)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,
                result.examples_per_second)
+  if val_reader is not None:
+    logging.info("kept epoch %s (%s steps) of %d: the best validation GAP@%d",
+                 result.best_epoch, result.best_steps, len(result.validation_curve or []),
+                 FLAGS.top_k)
   if FLAGS.eval_data:
     eval_config = flag_sets.replace(reader_config, data_pattern=FLAGS.eval_data, training=False)
     results = evaluation.evaluate(result.model, eval_config, top_k=FLAGS.top_k)

@@ -168,7 +168,8 @@ def test_open_window_continues_and_flushes():
   assert not monitor.flush()
 
 
-@pytest.mark.parametrize("builder", [models.build_logistic, models.build_cnn])
+@pytest.mark.parametrize("builder", [models.build_logistic, models.build_cnn,
+                                     models.build_moe])
 def test_project_models(builder, tmp_path):
   x, y = small_data()
   x = x[:, :16]  # feature_size=16.
@@ -200,6 +201,45 @@ def test_outputs_as_logits_give_the_same_theta():
                 callbacks=[monitor])
     thetas.append(monitor.theta)
   np.testing.assert_allclose(thetas[1], thetas[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("output_activation", ["sigmoid", None])
+def test_moe_theta_uses_mixture_errors_and_input_features(output_activation):
+  # θ on a mixture of experts: δ = p - y with p the mixture probability, h = x the
+  # features gate and experts both read (see `models.MixtureOfExperts`).
+  x, y = small_data()
+  x, y = x[:BATCH_SIZE], y[:BATCH_SIZE]
+  outputs_are_logits = output_activation is None
+  keras.utils.set_random_seed(5)
+  model = models.build_moe(NUM_FEATURES, NUM_CLASSES, num_mixtures=2,
+                           output_activation=output_activation)
+  layer = model.get_layer("predictions")
+  layer.set_weights([w + np.random.default_rng(5).normal(scale=0.3, size=w.shape)
+                     for w in layer.get_weights()])  # a non-zero expert bias too.
+  outputs = model.predict(x, verbose=0).astype(np.float64)
+  probabilities = 1.0 / (1.0 + np.exp(-outputs)) if outputs_are_logits else outputs
+  before = model.get_weights()
+  wrapper = NeglectionTrackingModel(model, outputs_are_logits=outputs_are_logits)
+  wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=outputs_are_logits))
+  wrapper.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0)
+  assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+  # The ratios come from the step's own forward pass, i.e. the weights before the update.
+  ratios, has_positive = reference_ratios(x.astype(np.float64), probabilities, y)
+  state = wrapper.read_neglection_state()
+  assert state.num_minibatches == 1.0
+  np.testing.assert_array_equal(state.positive_minibatches, has_positive.astype(float))
+  np.testing.assert_allclose(state.ratio_sums, ratios * has_positive, rtol=1e-5)
+  assert np.all(ratios[has_positive] > 1.0)  # Not the trivial r = 1 of a class without positives.
+
+
+def test_moe_declaration_must_match_outputs_are_logits():
+  with pytest.raises(ValueError, match="declares neglection_outputs='probabilities', "
+                                       "expected 'logits'"):
+    NeglectionTrackingModel(models.build_moe(8, 3), outputs_are_logits=True)
+  with pytest.raises(ValueError, match="declares neglection_outputs='logits', "
+                                       "expected 'probabilities'"):
+    NeglectionTrackingModel(models.build_moe(8, 3, output_activation=None))
 
 
 def test_misuse_is_reported():

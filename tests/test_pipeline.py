@@ -126,3 +126,35 @@ def test_a_seed_fixes_every_sdnn_stage(pipeline_config, tmp_path):
                                for name in ("first", "second"))
   for a, b in zip(first_model.get_weights(), second_model.get_weights()):
     np.testing.assert_array_equal(a, b)
+
+
+def test_every_row_runs_early_stopped_on_moe(pipeline_config, tmp_path):
+  """`--model=moe`: baseline, θ, plan and every subclass row use the mixture of experts."""
+  validate = pipeline_config.eval_reader.data_pattern
+  config = dataclasses.replace(
+      pipeline_config, work_dir=str(tmp_path / "moe"), model="moe",
+      val_reader=dataclasses.replace(pipeline_config.eval_reader,
+                                     data_pattern=f"{validate}/validate0000-of-0002.tfrecord"),
+      eval_reader=dataclasses.replace(pipeline_config.eval_reader,
+                                      data_pattern=f"{validate}/validate0001-of-0002.tfrecord"),
+      train=dataclasses.replace(pipeline_config.train, num_epochs=3, patience=1,
+                                learning_rate=0.01, model_options={"num_mixtures": 2}),
+      stages=("logistic", "baseline", "sdnn", "split_only", "augment_only", "baseline:asymmetric"),
+      neglection_steps=5, fraction_of_epoch=1.0)
+  comparison = pipeline.run(config)
+  assert comparison["logistic"]["model"] == "logistic"
+  for stage in ("baseline", "sdnn", "split_only", "augment_only", "baseline:asymmetric"):
+    row = comparison[stage]
+    assert row["model"] == "moe" and 1 <= row["best_epoch"] <= 3
+    curve = row["validation_curve"]
+    assert [point["epoch"] for point in curve] == list(range(1, len(curve) + 1))
+    assert row["best_steps"] == curve[row["best_epoch"] - 1]["steps"]
+    assert row["num_videos"] == 32  # the test shard only
+    top = pipeline.load_top_k(config.work_dir, stage)
+    assert top["scores"].shape == (32, 12) and top["num_labels"].shape == (32,)
+  neglection = artifacts.read_json(os.path.join(config.work_dir, "neglection", "neglection.json"))
+  assert neglection["model"] == "moe" and neglection["iterations_run"] == 5
+  saved = training.load_trained_model(os.path.join(config.work_dir, "sdnn"))
+  assert saved.get_layer("predictions").__class__.__name__ == "MixtureOfExperts"
+  assert "best epoch" in pipeline.format_table(comparison)
+  assert "SMoE" in pipeline.format_table(comparison)

@@ -150,7 +150,7 @@ def test_stage_by_stage_binaries_train_the_subclass_model(synthetic_dir, tmp_pat
   common = ["--num_classes=12", "--batch_size=64"]
   neglection_dir, plan_path, scnn_dir = tmp_path / "neglection", tmp_path / "plan.npz", tmp_path / "scnn"
   result = run_binary("yt8m_neglection", f"--train_data={synthetic_dir}/train",
-                      f"--train_dir={neglection_dir}", "--fraction_of_epoch=1", "--top_k=3",
+                      f"--train_dir={neglection_dir}", "--fraction_of_epoch=1", "--top_k_classes=3",
                       "--model=logistic", *common)
   assert result.returncode == 0, result.stderr[-3000:]
   selected = json.loads((neglection_dir / "neglection.json").read_text())["selected"]

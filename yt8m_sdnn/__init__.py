@@ -10,4 +10,5 @@ __version__ = "0.1.0"
 # Registers the custom Keras objects, so `keras.saving.load_model` can read any
 # `.keras` file the package wrote once `yt8m_sdnn` is imported.
 from yt8m_sdnn import losses as _losses  # noqa: E402,F401  pylint: disable=wrong-import-position
+from yt8m_sdnn import models as _models  # noqa: E402,F401  pylint: disable=wrong-import-position
 from yt8m_sdnn.subclass import merge as _merge  # noqa: E402,F401  pylint: disable=wrong-import-position

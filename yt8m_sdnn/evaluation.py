@@ -78,7 +78,7 @@ def _merge_workers(evaluation: metrics.EvaluationMetrics, video_ids: list[np.nda
 
 
 def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
-             top_k: int = 20, class_ap: bool = False) -> dict:
+             top_k: int = 20, class_ap: bool = False, keep_top_k: bool = False) -> dict:
   """Computes GAP@top_k, Hit@1, PERR and mAP of `model` over the shards.
 
   Under a multi-worker strategy each worker scores its share of the shards and the
@@ -87,7 +87,10 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
   Returns:
     A dict with `gap`, `hit_at_one`, `perr`, `map` and `num_videos`; with
     `class_ap`, also `class_ap`: each class's AP as mAP averages it (None where
-    the class has no true label).
+    the class has no true label); with `keep_top_k`, also `top_k`: per video, in
+    reading order, its `top_k` highest `scores` (videos, k), whether each is a true
+    label (`hits`), its number of true labels (`num_labels`) and `video_ids`, what a
+    paired bootstrap of GAP needs (`bootstrap.paired_gap_differences`).
 
   Raises:
     ValueError: the model does not fit the data.
@@ -102,11 +105,12 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
     # Each worker scores its share of the shards; the metric states are merged below.
     reader_config = dataclasses.replace(reader_config, data_pattern=",".join(
         distribute.worker_files(resolve_files(reader_config.data_pattern))))
-  video_ids = []
+  video_ids, num_labels = [], []
   try:
     for scores, labels, ids in score_batches(model, reader.build_dataset(reader_config)):
       evaluation.accumulate(scores, labels)
       video_ids.append(ids)
+      num_labels.append(np.count_nonzero(labels > 0, axis=1))
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
   if workers > 1:
@@ -117,4 +121,15 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
   if class_ap:
     result["class_ap"] = [None if np.isnan(ap) else float(ap)
                           for ap in evaluation.class_average_precision()]
+  if keep_top_k:
+    if workers > 1:
+      raise ValueError("keep_top_k is not supported under a multi-worker strategy")
+    state = evaluation.state()
+    depth = min(top_k, reader_config.num_classes)
+    result["top_k"] = {"scores": state["scores"].reshape(-1, depth),
+                       "hits": state["hits"].reshape(-1, depth),
+                       "num_labels": np.concatenate(num_labels) if num_labels else
+                                     np.zeros(0, np.int64),
+                       "video_ids": np.concatenate(video_ids) if video_ids else
+                                    np.zeros(0, object)}
   return result

@@ -1,8 +1,8 @@
 """The training losses by name: one place that turns `--loss=NAME` into a Keras loss.
 
 Every name works for the baseline (one unit per class) and, through the subclass
-cross-entropy's focusing and class weights, for the subclass network (eq. 11), so
-"SDNN combined with focal" is `--subclass_plan=PLAN --loss=focal`.
+cross-entropy's focusing and class-balanced video weights, for the subclass network
+(eq. 11), so "SDNN combined with focal" is `--subclass_plan=PLAN --loss=focal`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class LossConfig:
   Attributes:
     name: one of `LOSS_NAMES`: "cross_entropy" (eq. 3), "focal" (Keras'
       `BinaryFocalCrossentropy`, summed over classes), "asymmetric" (ASL),
-      "class_balanced" (Cui et al.; needs the training class counts).
+      "class_balanced" (Cui et al.: each video's loss weighted by the mean
+      class-balanced weight of its positive classes; needs the training class
+      counts).
     focal_gamma: γ of the focal loss.
     asl_gamma_positive: γ+ of ASL.
     asl_gamma_negative: γ- of ASL.
@@ -69,8 +71,8 @@ def make_loss(config: LossConfig, num_classes: int, from_logits: bool = False,
     from_logits: whether the model outputs logits (the baseline outputs probabilities).
     class_counts: training positives per class; required by "class_balanced".
     unit_to_class: for a subclass network, the class of every output unit: the loss
-      is then the subclass cross-entropy (eq. 11) with the named loss's focusing or
-      class weights on its terms.
+      is then the subclass cross-entropy (eq. 11) with the named loss's focusing on
+      its terms or, for "class_balanced", its weight on each video's loss.
 
   Raises:
     ValueError: class counts missing or of the wrong length.

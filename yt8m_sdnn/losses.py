@@ -170,7 +170,9 @@ class Reweighting:
     gamma_positive: focusing of the positive terms, (1 - q)^γ+ (focal, ASL).
     gamma_negative: focusing of the negative terms, q_m^γ- (focal, ASL).
     clip: m, ASL's probability shift of the negative terms.
-    class_weights: one weight per class (class-balanced), given to all its units.
+    class_weights: one weight α_c per class (class-balanced): all of a video's terms
+      carry the mean α_c of its positive classes
+      (`reweighted_losses.class_balanced_sample_weights`).
   """
   gamma_positive: float = 0.0
   gamma_negative: float = 0.0
@@ -178,29 +180,24 @@ class Reweighting:
   class_weights: tuple[float, ...] | None = None
 
   @property
-  def is_identity(self) -> bool:
-    return not (self.gamma_positive or self.gamma_negative or self.clip
-                or self.class_weights is not None)
+  def focuses(self) -> bool:
+    return bool(self.gamma_positive or self.gamma_negative or self.clip)
 
 
 def _reweighted_from_logits(logits: tf.Tensor, y_true: tf.Tensor, weights: tf.Tensor | None,
-                            unit_weights: tf.Tensor | None,
                             reweighting: Reweighting) -> tf.Tensor:
-  """Σ_units c_u·[y·P(h) + n·N(h)]: eq. (11) with focused terms P, N and class weights c."""
+  """Σ_units [y·P(h) + n·N(h)]: eq. (11) with the focused terms P, N."""
   negative_weight = 1.0 - y_true if weights is None else weights - y_true
   elementwise = (
       y_true * reweighted_losses.positive_terms(logits, reweighting.gamma_positive)
       + negative_weight * reweighted_losses.negative_terms(logits, reweighting.gamma_negative,
                                                            reweighting.clip))
-  if unit_weights is not None:
-    elementwise *= unit_weights
   return tf.reduce_sum(elementwise, axis=-1)
 
 
 def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bool,
                             sibling_negative_weight: float,
-                            reweighting: Reweighting | None = None,
-                            unit_weights: np.ndarray | None = None) -> tf.Tensor:
+                            reweighting: Reweighting | None = None) -> tf.Tensor:
   y_pred = tf.convert_to_tensor(y_pred)
   if y_pred.shape.rank not in (None, 2) or y_pred.shape[-1] not in (None, groups.num_units):
     raise ValueError(f"Expected (batch, {groups.num_units}) y_pred (len(unit_to_class) "
@@ -212,9 +209,9 @@ def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bo
   # does not push down the other subclasses of i; w (sibling_negative_weight) brings
   # those back: w = 0 is eq. (11), w = 1 plain per-unit cross-entropy.
   weights = _softplus_weights(y_true, groups, sibling_negative_weight)
-  if reweighting is not None and not reweighting.is_identity:
+  if reweighting is not None and reweighting.focuses:
     return _reweighted_from_logits(reweighted_losses.logits_of(y_pred, from_logits), y_true,
-                                   weights, unit_weights, reweighting)
+                                   weights, reweighting)
   # Eq. (11) sums over all units (i, j); the loss' reduction averages over the batch.
   if logits is not None:
     return _summed_from_logits(tf.cast(logits, tf.float32), y_true, weights)
@@ -274,8 +271,12 @@ class SubclassCrossEntropy(keras.losses.Loss):
       subclasses; 0 gives eq. (11), 1 plain per-unit cross-entropy.
     gamma_positive, gamma_negative, clip: focal / ASL focusing of the positive and
       negative terms of eq. (11) (`reweighted_losses`); 0 leaves eq. (11).
-    class_weights: one weight per class for all its units' terms (class-balanced,
-      `reweighted_losses.class_balanced_weights`); None leaves eq. (11).
+    class_weights: α, one weight per class (class-balanced,
+      `reweighted_losses.class_balanced_weights`): a video's loss, all its units'
+      terms, is multiplied by the mean α_c over its positive classes (class labels
+      y_i, the max over a class's units; 1 for a video with none), as
+      `reweighted_losses.ClassBalancedCrossEntropy` does with one unit per class.
+      None leaves eq. (11).
     name, reduction, dtype: as `keras.losses.Loss`.
 
   Raises:
@@ -301,14 +302,14 @@ class SubclassCrossEntropy(keras.losses.Loss):
     if min(gamma_positive, gamma_negative) < 0 or not 0.0 <= clip < 1.0:
       raise ValueError("Expected gamma_positive >= 0, gamma_negative >= 0, 0 <= clip < 1. "
                        f"Received: {gamma_positive}, {gamma_negative}, {clip}")
-    self._unit_weights = None
+    self._class_weights = None
     if class_weights is not None:
       class_weights = np.asarray(class_weights, np.float32)
       num_classes = int(self._groups.unit_to_class.max()) + 1
       if class_weights.shape != (num_classes,) or not np.isfinite(class_weights).all():
         raise ValueError(f"Expected {num_classes} finite class_weights (one per class of "
                          f"unit_to_class). Received shape {class_weights.shape}")
-      self._unit_weights = class_weights[self._groups.unit_to_class]
+      self._class_weights = class_weights
       class_weights = tuple(float(w) for w in class_weights)
     self.reweighting = Reweighting(float(gamma_positive), float(gamma_negative), float(clip),
                                    class_weights)
@@ -318,9 +319,17 @@ class SubclassCrossEntropy(keras.losses.Loss):
     return self._groups.unit_to_class.tolist()
 
   def call(self, y_true, y_pred):
-    return _subclass_cross_entropy(y_true, y_pred, self._groups, self.from_logits,
-                                   self.sibling_negative_weight, self.reweighting,
-                                   self._unit_weights)
+    per_video = _subclass_cross_entropy(y_true, y_pred, self._groups, self.from_logits,
+                                        self.sibling_negative_weight, self.reweighting)
+    if self._class_weights is None:
+      return per_video
+    # The weight depends on the labels only, so it scales the gradient of whichever
+    # form of eq. (11) ran above, the written-out one included.
+    class_labels = tf.transpose(tf.math.unsorted_segment_max(
+        tf.transpose(tf.cast(y_true, tf.float32)), self._groups.unit_to_class,
+        self._class_weights.size))
+    return per_video * reweighted_losses.class_balanced_sample_weights(
+        class_labels, self._class_weights)
 
   def get_config(self):
     reweighting = self.reweighting

@@ -2,12 +2,21 @@
 
 Each stage writes its artifact into `work_dir/<stage>/` and is skipped when that
 artifact already exists (unless `overwrite`), so a run that stopped continues where
-it was. Model rows: `logistic` (LR), `baseline` (CNN), `sdnn` (SCNN: split and
-augmented neglected classes, subclass cross-entropy), `baseline_equal_steps` (the CNN
-given as many training examples as the SCNN saw, the fair budget comparison), and
-the ablations `split_only` (Algorithm 1's split, no augmentation) and `augment_only`
-(eq. 12's copies, no split). The SDNN rows share two stages: `neglection`
-(θ over a fraction of an epoch, eqs. 6-10) and `partition` (Algorithm 1, the plan).
+it was. Model rows: `logistic` (LR, always the logistic regression), `baseline`
+(`PipelineConfig.model`, the paper's CNN by default), `sdnn` (the subclass version of
+that model: split and augmented neglected classes, subclass cross-entropy),
+`baseline_equal_steps` (the baseline given as many training examples as the SDNN row
+saw, the fair budget comparison at a fixed epoch count), and the ablations
+`split_only` (Algorithm 1's split, no augmentation) and `augment_only` (eq. 12's
+copies, no split). The SDNN rows share two stages: `neglection` (θ of the baseline
+model over a fraction of an epoch or a number of steps, eqs. 6-10) and `partition`
+(Algorithm 1, the plan).
+
+With validation shards (`val_reader`) every row is early-stopped on them
+(`training.train`): it trains until `train.patience` epochs bring no better
+validation GAP, keeps its best epoch's weights, and only then is scored once on the
+evaluation (test) shards. Each row records `best_epoch`, `best_steps` and its
+`validation_curve`.
 
 A row may name its own loss as `ROW:LOSS` (a name of `loss_registry.LOSS_NAMES`), e.g.
 `baseline_equal_steps:asymmetric` (the CNN with ASL on the SCNN's step budget) or
@@ -22,10 +31,11 @@ import math
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, evaluation, loss_registry, training
+from yt8m_sdnn import artifacts, distribute, evaluation, loss_registry, models, training
 from yt8m_sdnn.data import class_counts, reader
 from yt8m_sdnn.neglection import measure
 from yt8m_sdnn.subclass import partition, trainer
@@ -34,6 +44,7 @@ from yt8m_sdnn.subclass import plan as plan_lib
 COMPARISON_FILE = "comparison.json"
 _REGENERATE = "Delete it (or its stage folder), or rerun with --overwrite, to regenerate it."
 STAGE_RESULT_FILE = "stage_result.json"
+TOP_K_FILE = "test_top_k.npz"
 METRIC_KEYS = ("gap", "hit_at_one", "perr", "map")
 
 
@@ -60,6 +71,9 @@ class PipelineConfig:
     top_fraction: share of classes split (paper: 10%).
     top_k_classes: number of classes split instead of a share.
     extrapolation: λ of eq. (12).
+    model: the model family of the baseline, θ and SDNN rows (`models.MODEL_REGISTRY`).
+    val_reader: validation shards for early stopping (None: train `num_epochs`).
+    neglection_steps: iterations of the θ stage, instead of `fraction_of_epoch`.
   """
   work_dir: str
   train_reader: reader.ReaderConfig
@@ -73,8 +87,14 @@ class PipelineConfig:
   top_fraction: float = 0.1
   top_k_classes: int | None = None
   extrapolation: float = 0.5
+  model: str = "cnn"
+  val_reader: reader.ReaderConfig | None = None
+  neglection_steps: int | None = None
 
   def __post_init__(self):
+    if self.model not in models.MODEL_REGISTRY:
+      raise ValueError(
+          f"Expected one of {sorted(models.MODEL_REGISTRY)}. Received: model={self.model!r}")
     for stage in self.stages:
       row, loss = split_stage(stage)
       if row not in ROW_STAGES:
@@ -126,16 +146,27 @@ def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
     return artifacts.read_json(done, regenerate_hint=_REGENERATE)
   train_config = dataclasses.replace(train_config or _stage_train_config(config, stage),
                                      train_dir=_stage_dir(config, stage), model=model_name)
+  if model_name != config.model:  # the LR row of a moe run takes no mixtures
+    train_config = dataclasses.replace(train_config, model_options={})
   started = time.perf_counter()
-  result = training.train(train_config, reader_config or config.train_reader, **train_kwargs)
+  result = training.train(train_config, reader_config or config.train_reader,
+                          val_reader=config.val_reader, top_k=config.top_k, **train_kwargs)
+  single_worker = distribute.num_workers() == 1
   metrics = evaluation.evaluate(result.model, config.eval_reader, top_k=config.top_k,
-                                class_ap=True)
+                                class_ap=True, keep_top_k=single_worker)
+  if single_worker:  # what a paired bootstrap of two rows' GAP needs (`bootstrap`)
+    top = metrics["top_k"]
+    artifacts.write_npz(os.path.join(_stage_dir(config, stage), TOP_K_FILE), {
+        "scores": top["scores"], "hits": top["hits"], "num_labels": top["num_labels"],
+        "video_ids": np.asarray([bytes(i) for i in top["video_ids"]], dtype="S")})
   record = {key: metrics[key] for key in METRIC_KEYS}
   record["class_ap"] = metrics["class_ap"]
   record.update(num_videos=metrics["num_videos"], model=model_name,
                 train_seconds=result.seconds, train_steps=result.steps,
                 train_examples=result.examples,
                 examples_per_second=result.examples_per_second,
+                best_epoch=result.best_epoch, best_steps=result.best_steps,
+                stopped_early=result.stopped_early, validation_curve=result.validation_curve,
                 stage_seconds=time.perf_counter() - started)
   artifacts.write_json(os.path.join(_stage_dir(config, stage), STAGE_RESULT_FILE), record)
   return record
@@ -147,10 +178,11 @@ def _neglection(config: PipelineConfig) -> dict:
   if done is not None:
     return artifacts.read_json(done, regenerate_hint=_REGENERATE)
   train_config = dataclasses.replace(config.train, train_dir=_stage_dir(config, "neglection"),
-                                     model=STAGE_MODELS["baseline"])
+                                     model=config.model)
   return measure.measure_neglection(
       train_config, config.train_reader, config.fraction_of_epoch, tau=config.tau,
-      top_fraction=config.top_fraction, top_k=config.top_k_classes)
+      top_fraction=config.top_fraction, top_k=config.top_k_classes,
+      num_steps=config.neglection_steps)
 
 
 def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.SubclassPlan:
@@ -176,10 +208,11 @@ def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPla
             if loss_config.needs_class_counts else None)
   training.set_seed(config.train, config.train_reader)  # the subclass model's weights
   arguments = trainer.subclass_training_arguments(
-      plan, STAGE_MODELS["baseline"], config.train_reader.feature_size,
-      config.train_reader.batch_size, config.train.weight_decay, split=split,
-      augment_copies=augment, loss_config=loss_config, class_counts=counts)
-  return _train_and_evaluate(config, stage, STAGE_MODELS["baseline"], **arguments)
+      plan, config.model, config.train_reader.feature_size,
+      config.train_reader.batch_size, config.train.l2_coefficient, split=split,
+      augment_copies=augment, loss_config=loss_config, class_counts=counts,
+      model_options=config.train.model_options)
+  return _train_and_evaluate(config, stage, config.model, **arguments)
 
 
 def _baseline_equal_steps(config: PipelineConfig, stage: str, sdnn_steps: int) -> dict:
@@ -188,11 +221,13 @@ def _baseline_equal_steps(config: PipelineConfig, stage: str, sdnn_steps: int) -
   train_config = dataclasses.replace(_stage_train_config(config, stage),
                                      steps_per_epoch=steps_per_epoch)
   reader_config = dataclasses.replace(config.train_reader, num_epochs=None)
-  return _train_and_evaluate(config, stage, STAGE_MODELS["baseline"],
+  return _train_and_evaluate(config, stage, config.model,
                              train_config=train_config, reader_config=reader_config)
 
 
-STAGE_MODELS = {"logistic": "logistic", "baseline": "cnn"}
+def _stage_model(config: PipelineConfig, row: str) -> str | None:
+  """The model a plain row trains: LR for `logistic`, the configured one for `baseline`."""
+  return {"logistic": "logistic", "baseline": config.model}.get(row)
 PLAN_FILE = "plan.npz"
 
 
@@ -208,8 +243,8 @@ def run(config: PipelineConfig) -> dict:
   plan = None
   for stage in config.stages:
     row = split_stage(stage)[0]
-    if row in STAGE_MODELS:
-      comparison[stage] = _train_and_evaluate(config, stage, STAGE_MODELS[row])
+    if _stage_model(config, row) is not None:
+      comparison[stage] = _train_and_evaluate(config, stage, _stage_model(config, row))
       continue
     if plan is None:
       plan = _partition(config, list(_neglection(config)["selected"]))
@@ -231,8 +266,12 @@ def run(config: PipelineConfig) -> dict:
 def format_table(comparison: dict) -> str:
   """The comparison as a text table in the layout of the paper's Table 2."""
   stages = [stage for stage in comparison if split_stage(stage)[0] in ROW_STAGES]
-  labels = {"logistic": "LR", "baseline": "CNN", "baseline_equal_steps": "CNN =steps",
-            "sdnn": "SCNN", "split_only": "split only", "augment_only": "augment only"}
+  family = {"cnn": "CNN", "logistic": "LR", "moe": "MoE"}
+  model = next((comparison[stage]["model"] for stage in stages
+                if split_stage(stage)[0] != "logistic"), "cnn")
+  name = family.get(model, model)
+  labels = {"logistic": "LR", "baseline": name, "baseline_equal_steps": f"{name} =steps",
+            "sdnn": f"S{name}", "split_only": "split only", "augment_only": "augment only"}
   names = {"hit_at_one": "Hit@1", "perr": "PERR", "map": "mAP", "gap": "GAP@20"}
 
   def label(stage: str) -> str:
@@ -248,4 +287,15 @@ def format_table(comparison: dict) -> str:
       f"{comparison[stage]['train_seconds']:.1f}".rjust(width) for stage in stages))
   lines.append("examples/s".ljust(14) + "".join(
       f"{comparison[stage]['examples_per_second']:.0f}".rjust(width) for stage in stages))
+  if any(comparison[stage].get("best_epoch") for stage in stages):
+    lines.append("best epoch".ljust(14) + "".join(
+        str(comparison[stage].get("best_epoch") or "-").rjust(width) for stage in stages))
+    lines.append("steps to best".ljust(14) + "".join(
+        str(comparison[stage].get("best_steps") or "-").rjust(width) for stage in stages))
   return "\n".join(lines)
+
+
+def load_top_k(work_dir: str, stage: str) -> dict:
+  """A row's test top-k (`TOP_K_FILE`), as `bootstrap.paired_gap_differences` takes it."""
+  return artifacts.read_npz(os.path.join(stage_dir(work_dir, stage), TOP_K_FILE),
+                            regenerate_hint=_REGENERATE)

@@ -12,11 +12,12 @@ weight decay.
 - Asymmetric loss, ASL (Ridnik et al., ICCV 2021): positives y·(1 - p)^γ+·(-ln p);
   negatives (1 - y)·p_m^γ-·(-ln(1 - p_m)) with the shifted probability
   p_m = max(p - m, 0), which also discards easy negatives (p < m) entirely.
-- Class-balanced (Cui et al., CVPR 2019): class i's binary cross-entropy weighted by
-  (1 - β) / (1 - β^n_i), n_i its training positives, the weights scaled to sum to
-  the number of classes. Cui et al. weight a sample by its ground-truth class; with
-  several labels per video there is no single one, so here the weight is the
-  class's, on both its positive and negative terms.
+- Class-balanced (Cui et al., CVPR 2019): class c has the weight
+  α_c = (1 - β) / (1 - β^n_c), n_c its training positives, the weights scaled to sum
+  to the number of classes; as in their sigmoid variant, a video's weight multiplies
+  all of its binary terms, positives and negatives alike. Cui et al. weight a sample
+  by its ground-truth class; a video has several, so its weight is the mean α_c over
+  its positive classes (`class_balanced_sample_weights`).
 
 All are computed from logits without a log of a clipped sigmoid; probabilities (a
 sigmoid output) are turned back into logits (Keras' cached logits when present).
@@ -43,9 +44,19 @@ def logits_of(y_pred, from_logits: bool) -> tf.Tensor:
   return tf.math.log(probabilities) - tf.math.log1p(-probabilities)
 
 
+@tf.custom_gradient
 def stable_softplus(logits: tf.Tensor) -> tf.Tensor:
-  """softplus(h) = max(h, 0) + ln(1 + e^-|h|): no overflow, one pass (faster on CPUs)."""
-  return tf.nn.relu(logits) + tf.math.log1p(tf.exp(-tf.abs(logits)))
+  """softplus(h) = max(h, 0) + ln(1 + e^-|h|): no overflow, one pass (faster on CPUs).
+
+  Its gradient σ(h) is written out: traced through relu and abs it would be 0 at
+  h = 0 (both take 0 there), not 1/2, so a zero logit would get no gradient.
+  """
+  value = tf.nn.relu(logits) + tf.math.log1p(tf.exp(-tf.abs(logits)))
+
+  def gradient(upstream):
+    return upstream * tf.math.sigmoid(logits)
+
+  return value, gradient
 
 
 def positive_terms(logits: tf.Tensor, gamma_positive: float = 0.0) -> tf.Tensor:
@@ -170,14 +181,71 @@ class AsymmetricLoss(keras.losses.Loss):
             "from_logits": self.from_logits}
 
 
-@keras.saving.register_keras_serializable(package="yt8m_sdnn")
-class ClassBalancedCrossEntropy(keras.losses.Loss):
-  """Sigmoid cross-entropy with Cui et al.'s class-balanced weight on every class.
+def class_balanced_sample_weights(class_labels, class_weights) -> tf.Tensor:
+  """Each video's class-balanced weight: the mean α_c over its positive classes.
+
+  Cui et al. (CVPR 2019, eq. 4 and its sigmoid variant) weight a sample by the α of
+  its one ground-truth class. A multilabel video has several; the mean of their α is
+  that weight when there is one, and lies between the α of the video's classes. A
+  video with no positive class gets 1, the mean of all α (they sum to the class
+  count), the weight plain cross-entropy gives it: it still carries the negatives of
+  every class, so dropping it (0) would lose them, and no one class's α applies.
+  Soft labels give the label-weighted mean Σ_c y_c·α_c / Σ_c y_c.
 
   Args:
-    class_weights: one weight per class (`class_balanced_weights(counts, beta)`).
+    class_labels: (batch, num_classes) multi-hot class labels.
+    class_weights: (num_classes,) α (`class_balanced_weights`).
+
+  Returns:
+    (batch,) float32 weights.
+  """
+  class_labels = keras.ops.cast(class_labels, "float32")
+  positives = keras.ops.sum(class_labels, axis=-1)
+  weighted = keras.ops.sum(class_labels * keras.ops.cast(class_weights, "float32"), axis=-1)
+  # ε only keeps 0/0 out of the branch that `where` drops.
+  return keras.ops.where(positives > 0,
+                         weighted / keras.ops.maximum(positives, keras.config.epsilon()), 1.0)
+
+
+def class_balanced_cross_entropy(y_true, y_pred, class_weights,
+                                 from_logits: bool = True) -> tf.Tensor:
+  """CB(p, y) = w_v · Σ_c BCE(y_vc, p_vc) per video v (Cui et al. 2019, sigmoid variant).
+
+  Args:
+    y_true: (batch, classes) multi-hot labels.
+    y_pred: (batch, classes) logits, or probabilities with `from_logits=False`.
+    class_weights: (classes,) α; w_v is `class_balanced_sample_weights(y_true, α)`.
+    from_logits: whether `y_pred` holds logits.
+
+  Returns:
+    (batch,) float32.
+  """
+  logits = logits_of(y_pred, from_logits)
+  y_true = tf.cast(y_true, tf.float32)
+  # -[y ln p + (1 - y) ln(1 - p)] = softplus(h) - y·h.
+  summed = tf.reduce_sum(stable_softplus(logits) - y_true * logits, axis=-1)
+  return class_balanced_sample_weights(y_true, class_weights) * summed
+
+
+@keras.saving.register_keras_serializable(package="yt8m_sdnn")
+class ClassBalancedCrossEntropy(keras.losses.Loss):
+  """Cui et al.'s class-balanced sigmoid cross-entropy, one weight per video.
+
+  Video v's loss is w_v · Σ_c BCE(y_vc, p_vc): its weight w_v, the mean α_c of its
+  positive classes (1 if it has none; `class_balanced_sample_weights`), multiplies
+  all C of its binary terms. Cui et al. (CVPR 2019) weight a sample's whole sigmoid
+  loss by its ground-truth class; weighting each class's own terms by α_c instead
+  would scale a frequent class's negatives by its tiny α too, so the classes that
+  carry GAP would barely train.
+
+  Args:
+    class_weights: α, one weight per class (`class_balanced_weights(counts, beta)`).
     from_logits: whether `y_pred` holds logits.
     name, reduction, dtype: as `keras.losses.Loss`.
+
+  Raises:
+    ValueError: class weights empty, not finite or negative; (in `call`) predictions
+      not one per class weight wide.
 
   Example:
     weights = class_balanced_weights(class_counts, beta=0.999)
@@ -197,14 +265,10 @@ class ClassBalancedCrossEntropy(keras.losses.Loss):
     self.from_logits = bool(from_logits)
 
   def call(self, y_true, y_pred):
-    logits = logits_of(y_pred, self.from_logits)
-    if logits.shape[-1] is not None and logits.shape[-1] != self.class_weights.size:
+    if y_pred.shape[-1] is not None and y_pred.shape[-1] != self.class_weights.size:
       raise ValueError(f"Expected (batch, {self.class_weights.size}) predictions (one per "
-                       f"class weight). Received: y_pred.shape={logits.shape}")
-    y_true = tf.cast(y_true, tf.float32)
-    # -[y ln p + (1 - y) ln(1 - p)] = softplus(h) - y·h.
-    elementwise = stable_softplus(logits) - y_true * logits
-    return tf.reduce_sum(elementwise * self.class_weights, axis=-1)
+                       f"class weight). Received: y_pred.shape={y_pred.shape}")
+    return class_balanced_cross_entropy(y_true, y_pred, self.class_weights, self.from_logits)
 
   def get_config(self):
     return {**super().get_config(), "class_weights": self.class_weights.tolist(),

@@ -5,6 +5,17 @@ decayed by 0.95 every epoch, weight decay 5e-4. The paper says "minibatch SGD"; 
 numbers are the YT8M starter code's flags, whose optimizer is Adam, so Adam is the
 default here and plain SGD is one flag away.
 
+Weight decay λ (`TrainConfig.weight_decay`) means one thing for every optimizer: a
+pull of λ·w on every kernel. With "adam" and "sgd" it is coupled into the loss as
+L2(λ/2)·Σw² (gradient λ·w, the reading of Caffe's and PyTorch's `weight_decay`, and of
+the image models here); with "adamw" it is decoupled (Loshchilov & Hutter), w ← w −
+lr·λ·w after Adam's step, and the kernels carry no L2 term.
+
+With validation shards (`train(..., val_reader=...)`) training is early-stopped:
+`num_epochs` is a cap, every epoch is scored on the validation shards, the best
+epoch's weights are the ones saved, and `patience` epochs without improvement end the
+run (`early_stopping.ValidationEarlyStopping`).
+
 `train_dir` receives: `model.keras` (the trained model), `model_config.json` (how the
 data must be read for it), TensorBoard logs in `logs/`, per-epoch checkpoints in
 `checkpoints/` and, while training runs, a `backup/` that lets a killed run continue
@@ -18,18 +29,18 @@ import math
 import os
 import time
 import warnings
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, distribute, loss_registry, models
+from yt8m_sdnn import artifacts, distribute, early_stopping, evaluation, loss_registry, models
 from yt8m_sdnn.data import class_counts, reader
 
 MODEL_FILE = "model.keras"
 MODEL_CONFIG_FILE = "model_config.json"
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +50,11 @@ class TrainConfig:
   Attributes:
     train_dir: receives the model, its config, logs, checkpoints and backups.
     model: a name of `models.MODEL_REGISTRY`.
-    num_epochs: passes over the training data.
+    num_epochs: passes over the training data; with validation shards, the cap.
     learning_rate: initial learning rate.
     learning_rate_decay: factor applied to the learning rate after every epoch.
-    optimizer: "adam" (the YT8M starter's) or "sgd".
-    weight_decay: L2 coefficient on every kernel.
+    optimizer: "adam" (the YT8M starter's), "adamw" (decoupled weight decay) or "sgd".
+    weight_decay: λ, a pull of λ·w on every kernel (see the module docstring).
     steps_per_epoch: cap the steps of an epoch (None: one pass over the data).
     jit_compile: compile the train step with XLA.
     seed: seed of the weight initialization and dropout.
@@ -51,6 +62,10 @@ class TrainConfig:
     loss: the training loss (`loss_registry`); default eq. (3).
     keep_checkpoints: per-epoch checkpoints kept (the newest); the paper's CNN weighs
       0.6 GB a checkpoint, so keeping all of them fills disks (0 keeps all).
+    patience: with validation shards, epochs without a better validation score
+      after which training stops.
+    model_options: the model's own options (`models.build_model`), e.g.
+      {"num_mixtures": 2} for "moe".
   """
   train_dir: str
   model: str = "cnn"
@@ -65,6 +80,8 @@ class TrainConfig:
   backup_steps: int = 100
   loss: loss_registry.LossConfig = loss_registry.LossConfig()
   keep_checkpoints: int = 2
+  patience: int = 4
+  model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.model not in models.MODEL_REGISTRY:
@@ -78,12 +95,26 @@ class TrainConfig:
       raise ValueError(f"learning_rate must be positive. Received: {self.learning_rate}")
     if not 0 < self.learning_rate_decay <= 1:
       raise ValueError(f"learning_rate_decay must be in (0, 1]. Received: {self.learning_rate_decay}")
+    if self.weight_decay < 0:
+      raise ValueError(f"weight_decay must be >= 0. Received: {self.weight_decay}")
+    if self.patience < 1:
+      raise ValueError(f"patience must be >= 1. Received: patience={self.patience}")
+
+  @property
+  def l2_coefficient(self) -> float:
+    """The L2 coefficient models put on their kernels: λ/2 when coupled, 0 with adamw."""
+    return 0.0 if self.optimizer == "adamw" else self.weight_decay / 2
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-  """The optimizer called `name` (see `OPTIMIZERS`)."""
+def make_optimizer(name: str, learning_rate: float,
+                   weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+  """The optimizer called `name` (see `OPTIMIZERS`); `weight_decay` is AdamW's λ only."""
   if name == "adam":
     return keras.optimizers.Adam(learning_rate)
+  if name == "adamw":
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])  # kernels only, as L2 is
+    return optimizer
   if name == "sgd":
     return keras.optimizers.SGD(learning_rate)
   raise ValueError(f"Expected one of {list(OPTIMIZERS)}. Received: optimizer={name!r}")
@@ -181,7 +212,8 @@ class StepBackup(keras.callbacks.Callback):
   """
 
   def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0,
-               clock: _Clock | None = None, examples: tf.Variable | None = None):
+               clock: _Clock | None = None, examples: tf.Variable | None = None,
+               stopping: early_stopping.ValidationEarlyStopping | None = None):
     super().__init__()
     self.backup_dir = backup_dir
     self.save_steps = save_steps
@@ -190,6 +222,8 @@ class StepBackup(keras.callbacks.Callback):
     # The run's totals so far, so a resumed run reports the whole run's steps and time.
     self._clock = clock
     self._examples = examples
+    # Early stopping's state (best epoch, patience counter, curve) resumes with the run.
+    self._stopping = stopping
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch != self._epoch:
@@ -216,7 +250,11 @@ class StepBackup(keras.callbacks.Callback):
       state.update(total_steps=self._clock.steps, total_seconds=self._clock.elapsed())
     if self._examples is not None:
       state["total_examples"] = int(self._examples.numpy())
+    if self._stopping is not None:
+      state["early_stopping"] = self._stopping.state()
     artifacts.write_json(state_path, state)
+    if self._stopping is not None:
+      self._stopping.prune()  # older best weights, now that the state names the new ones
     if previous and previous["weights"] != name:
       stale = os.path.join(self.backup_dir, previous["weights"])
       if tf.io.gfile.exists(stale):
@@ -274,13 +312,22 @@ class TrainResult:
     seconds: time inside `fit` (this process; a resumed run counts its own part).
     steps: optimizer steps taken in this process.
     examples: training examples consumed in this process (augmented ones included).
-    history: Keras' per-epoch logs.
+    history: Keras' per-epoch logs (with validation shards, `val_gap` among them).
+    best_epoch: with validation shards, the 1-based epoch whose weights were kept
+      (None without them: the last epoch's weights are kept).
+    best_steps: optimizer steps taken when that epoch ended.
+    validation_curve: per scored epoch {"epoch" (1-based), "steps", "val_gap"}.
+    stopped_early: patience ran out before `num_epochs`.
   """
   model: keras.Model
   seconds: float
   steps: int
   examples: int
   history: dict
+  best_epoch: int | None = None
+  best_steps: int | None = None
+  validation_curve: list | None = None
+  stopped_early: bool = False
 
   @property
   def examples_per_second(self) -> float:
@@ -317,13 +364,19 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
           dataset_transform: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
           extra_callbacks: Sequence[keras.callbacks.Callback] = (),
           num_outputs: int | None = None,
-          model_to_save: keras.Model | None = None) -> TrainResult:
+          model_to_save: keras.Model | None = None,
+          val_reader: reader.ReaderConfig | None = None, top_k: int = 20) -> TrainResult:
   """Trains `model` (by default the registered `train_config.model`) and saves it.
 
   Training runs one `fit` call per epoch on a dataset whose shuffle seed is the
   reader's seed plus the epoch, so a run killed at any point and started again with
   the same arguments restores the last backup (`StepBackup`), skips the batches of
   the interrupted epoch it already trained on, and ends after the same number of steps.
+
+  With `val_reader`, every epoch ends with GAP@`top_k` of the saved model on those
+  shards; the best epoch's weights are kept and saved, and training stops after
+  `train_config.patience` epochs without improvement (or at `num_epochs`). The
+  patience counter and the best weights are part of the backup.
 
   Args:
     train_config: optimizer, schedule, model name and output directory.
@@ -336,6 +389,8 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     num_outputs: output units, when they differ from the class count.
     model_to_save: the model written to `model.keras` when it is not the one
       trained (a subclass model saves its class-probability twin).
+    val_reader: validation shards, used only to choose the epoch (early stopping).
+    top_k: k of the validation GAP@k.
 
   Returns:
     A `TrainResult`.
@@ -353,14 +408,17 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   num_outputs = num_outputs or reader_config.num_classes
   if model is None:
     model = models.build_model(train_config.model, reader_config.feature_size, num_outputs,
-                               weight_decay=train_config.weight_decay)
+                               weight_decay=train_config.l2_coefficient,
+                               **train_config.model_options)
   if loss is None:
     counts = (class_counts.count_class_positives(reader_config)[0]
               if train_config.loss.needs_class_counts else None)
     loss = loss_registry.make_loss(train_config.loss, reader_config.num_classes,
                                    class_counts=counts)
-  model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
+  model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate,
+                                         train_config.weight_decay),
                 loss=loss, jit_compile=train_config.jit_compile)
+  saved = model_to_save or getattr(model, "model", model)
   backup_dir = os.path.join(train_config.train_dir, "backup")
   start_epoch, start_step = 0, 0
   state = read_backup_state(backup_dir)
@@ -375,12 +433,25 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     clock.steps = int(state.get("total_steps", 0))
     clock.seconds = float(state.get("total_seconds", 0.0))
     examples.assign(int(state.get("total_examples", 0)))
+  stopping = None
+  if val_reader is not None:
+    val_reader = dataclasses.replace(val_reader, training=False, num_epochs=1)
+    stopping = early_stopping.ValidationEarlyStopping(
+        lambda: evaluation.evaluate(saved, val_reader, top_k=top_k)["gap"], backup_dir,
+        patience=train_config.patience, steps=lambda: clock.steps)
+    if state is not None and "early_stopping" in state:
+      stopping.restore(state["early_stopping"])
   backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step,
-                      clock=clock, examples=examples)
-  callbacks = default_callbacks(train_config) + [clock, backup] + list(extra_callbacks)
+                      clock=clock, examples=examples, stopping=stopping)
+  # Early stopping first: it adds val_gap to the epoch logs TensorBoard writes, and
+  # its state must be current when the epoch-end backup is written.
+  callbacks = ([stopping] if stopping else []) + default_callbacks(train_config) + [
+      clock, backup] + list(extra_callbacks)
   history: dict = {}
   try:
     for epoch in range(start_epoch, train_config.num_epochs):
+      if stopping is not None and stopping.stopped:
+        break
       seed = None if reader_config.seed is None else reader_config.seed + epoch
       dataset = reader.build_dataset(dataclasses.replace(reader_config, seed=seed))
       if dataset_transform is not None:
@@ -403,15 +474,31 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
         history.setdefault(key, []).extend(values)
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
-  saved = model_to_save or getattr(model, "model", model)
+  if stopping is not None:
+    stopping.restore_best_weights(model)
   save_model(saved, os.path.join(train_config.train_dir, MODEL_FILE))
   artifacts.write_json(os.path.join(train_config.train_dir, MODEL_CONFIG_FILE),
                        model_config_dict(reader_config, train_config, num_outputs))
+  result = TrainResult(model=saved, seconds=clock.seconds, steps=clock.steps,
+                       examples=int(examples.numpy()), history=history)
+  if stopping is not None:
+    result.best_epoch = None if stopping.best_epoch is None else stopping.best_epoch + 1
+    result.best_steps = stopping.best_steps
+    result.validation_curve = [dict(point, epoch=point["epoch"] + 1) for point in stopping.curve]
+    result.stopped_early = stopping.stopped
+    artifacts.write_json(os.path.join(train_config.train_dir, VALIDATION_FILE), {
+        "best_epoch": result.best_epoch, "best_steps": result.best_steps,
+        "best_val_gap": stopping.best_score if stopping.best_epoch is not None else None,
+        "stopped_early": result.stopped_early, "patience": train_config.patience,
+        "num_epochs": train_config.num_epochs, "top_k": top_k,
+        "validation_curve": result.validation_curve})
   # Like Keras' BackupAndRestore: a finished run leaves no backup, so the same
   # command trains afresh; a crash before this line resumes instead.
   if tf.io.gfile.exists(backup_dir):
     tf.io.gfile.rmtree(backup_dir)
   if not chief:
     tf.io.gfile.rmtree(train_config.train_dir)
-  return TrainResult(model=saved, seconds=clock.seconds, steps=clock.steps,
-                     examples=int(examples.numpy()), history=history)
+  return result
+
+
+VALIDATION_FILE = "validation.json"

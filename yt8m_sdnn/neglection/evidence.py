@@ -426,7 +426,7 @@ def measure_neglection_evidence(
   class_counts, num_train_videos = count_class_positives(train_reader)
   training.set_seed(train_config, train_reader)  # before the weights are drawn
   model = models.build_model(train_config.model, train_reader.feature_size,
-                             train_reader.num_classes, weight_decay=train_config.weight_decay)
+                             train_reader.num_classes, weight_decay=train_config.l2_coefficient)
   wrapper, monitor = attach_neglection_monitor(
       model, tau, top_fraction=top_fraction,
       log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))

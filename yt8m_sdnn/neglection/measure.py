@@ -23,7 +23,8 @@ NEGLECTION_FILE = "neglection.json"
 def measure_neglection(train_config: training.TrainConfig, reader_config: reader.ReaderConfig,
                        fraction_of_epoch: float, tau: int | None = None,
                        top_fraction: float | None = DEFAULT_TOP_FRACTION,
-                       top_k: int | None = None, num_records: int | None = None) -> dict:
+                       top_k: int | None = None, num_records: int | None = None,
+                       num_steps: int | None = None) -> dict:
   """Trains `train_config.model` for a fraction of an epoch and writes neglection.json.
 
   Args:
@@ -35,34 +36,47 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
     top_fraction: share of classes to select (the paper: 10%).
     top_k: number of classes to select instead of a share.
     num_records: training videos, when known; counted from the shards otherwise.
+    num_steps: iterations to train, instead of `fraction_of_epoch` (the shards repeat
+      as needed). On a small training set a fraction of an epoch is a handful of
+      minibatches; the paper's 1/3 of YT8M's epoch is ~2,500 of them.
 
   Returns:
     The JSON written: `theta`, `selected`, `tau`, `num_iterations`, `history`, ...
 
   Raises:
-    ValueError: a fraction ≤ 0, or τ larger than the iterations run.
+    ValueError: a fraction or `num_steps` ≤ 0, or τ larger than the iterations run.
     artifacts.ArtifactError: `train_dir` cannot be written.
   """
   if not fraction_of_epoch > 0:
     raise ValueError(f"fraction_of_epoch must be > 0. Received: {fraction_of_epoch}")
+  if num_steps is not None and num_steps <= 0:
+    raise ValueError(f"neglection_steps must be > 0. Received: {num_steps}")
   artifacts.ensure_writable_dir(train_config.train_dir)
   num_records = num_records or files.count_records(reader_config.data_pattern)
-  steps = max(1, math.ceil(fraction_of_epoch * num_records / reader_config.batch_size))
+  steps_per_epoch = math.ceil(num_records / reader_config.batch_size)
+  if num_steps is None:
+    steps = max(1, math.ceil(fraction_of_epoch * num_records / reader_config.batch_size))
+    run_length = (f"{fraction_of_epoch} of an epoch of {num_records} videos at batch size "
+                  f"{reader_config.batch_size}")
+  else:
+    steps = num_steps
+    fraction_of_epoch = steps / steps_per_epoch
+    run_length = "--neglection_steps"
   tau = steps if tau is None else tau
   if tau > steps:
     raise ValueError(
-        f"tau={tau} is larger than the {steps} iterations run ({fraction_of_epoch} of an "
-        f"epoch of {num_records} videos at batch size {reader_config.batch_size}); lower "
-        "--tau or raise --fraction_of_epoch")
+        f"tau={tau} is larger than the {steps} iterations run ({run_length}); lower "
+        "--tau or raise --fraction_of_epoch or --neglection_steps")
   training.set_seed(train_config, reader_config)  # before the weights are drawn
   model = models.build_model(train_config.model, reader_config.feature_size,
-                             reader_config.num_classes, weight_decay=train_config.weight_decay)
+                             reader_config.num_classes, weight_decay=train_config.l2_coefficient,
+                             **train_config.model_options)
   wrapper, monitor = attach_neglection_monitor(
       model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k,
       log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
   # Repeat the shards when more than one epoch's worth of steps is asked for.
   reader_config = dataclasses.replace(
-      reader_config, training=True, num_epochs=None if fraction_of_epoch > 1 else 1)
+      reader_config, training=True, num_epochs=None if steps > steps_per_epoch else 1)
   run_config = dataclasses.replace(train_config, num_epochs=1, steps_per_epoch=steps)
   training.train(run_config, reader_config, model=wrapper, extra_callbacks=[monitor])
   payload = monitor.to_dict()

@@ -25,6 +25,12 @@ Accumulators, per class i, since the last reset:
   * `num_minibatches`: all minibatches (replica-steps).
 `statistics.neglection_scores` turns them into θ for either `no_positive` mode.
 
+Other output layers: a layer that is not a sigmoid `Dense` but whose errors are still
+ζ = q − y (e.g. `models.MixtureOfExperts`, for which q is the mixture probability p
+and ζ is the gradient of the cross-entropy with respect to its effective logit
+logit(p)) declares `neglection_outputs = "probabilities"` (or "logits", then
+q = sigmoid(output)); θ then takes the layer's input as h. See `find_output_layer`.
+
 Saving: predict, evaluate and `call` delegate to the wrapped model, and the wrapper
 itself is not serializable; save `wrapper.model`, which holds the trained weights.
 """
@@ -66,21 +72,34 @@ class NeglectionState:
 
 def find_output_layer(model: keras.Model, output_layer_name: str = OUTPUT_LAYER_NAME,
                       outputs_are_logits: bool = False) -> keras.layers.Layer:
-  """The model's sigmoid output `Dense`, checked to be usable for eqs. (6)-(8).
+  """The model's output layer, checked to be usable for eqs. (6)-(8).
+
+  Eqs. (6)-(8) need, per class, the errors ζ = q − y and the inputs h of the layer
+  that turns h into q. Two kinds of layer qualify:
+    * a `Dense` with a sigmoid (or, with `outputs_are_logits=True`, no activation):
+      q is its output (or its sigmoid) and h its input, as in the paper;
+    * a layer declaring `neglection_outputs`, "probabilities" (q is its output) or
+      "logits" (q = sigmoid(output)); it promises that its output is a probability,
+      or its logit, whose binary cross-entropy has gradient q − y with respect to the
+      logit, and θ takes its input as h. `models.MixtureOfExperts` declares it: there
+      q is the mixture probability p and h the features both gate and experts read,
+      i.e. θ of the effective logit logit(p) as a linear readout of h (see that
+      class).
+  The declaration must match `outputs_are_logits`.
 
   Args:
     model: a built functional or sequential Keras model with one output.
     output_layer_name: name of the output layer.
-    outputs_are_logits: whether the layer has no activation (the loss applies the
-      sigmoid) instead of a sigmoid.
+    outputs_are_logits: whether the layer outputs logits (the loss applies the
+      sigmoid) instead of probabilities.
 
   Returns:
     The layer.
 
   Raises:
     ValueError: naming what is wrong: no such layer, the model's output is not the
-      layer's output, the activation does not match, or the layer's input is not a
-      (batch, features) matrix.
+      layer's output, the activation or declared `neglection_outputs` does not match,
+      or the layer's input is not a (batch, features) matrix.
   """
   try:
     layer = model.get_layer(output_layer_name)
@@ -99,13 +118,22 @@ def find_output_layer(model: keras.Model, output_layer_name: str = OUTPUT_LAYER_
     raise ValueError(
         f"model {model.name!r}: its output must be the output of layer "
         f"{output_layer_name!r} (one output, nothing after the sigmoid layer)")
-  activation = getattr(layer, "activation", None)
-  expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
-  if activation is not expected:
-    raise ValueError(
-        f"model {model.name!r}: layer {output_layer_name!r} has activation "
-        f"{getattr(activation, '__name__', activation)!r}, expected "
-        f"{expected.__name__!r} for outputs_are_logits={outputs_are_logits}")
+  declared = getattr(layer, "neglection_outputs", None)
+  if declared is not None:
+    expected_outputs = "logits" if outputs_are_logits else "probabilities"
+    if declared != expected_outputs:
+      raise ValueError(
+          f"model {model.name!r}: layer {output_layer_name!r} declares "
+          f"neglection_outputs={declared!r}, expected {expected_outputs!r} for "
+          f"outputs_are_logits={outputs_are_logits}")
+  else:
+    activation = getattr(layer, "activation", None)
+    expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
+    if activation is not expected:
+      raise ValueError(
+          f"model {model.name!r}: layer {output_layer_name!r} has activation "
+          f"{getattr(activation, '__name__', activation)!r}, expected "
+          f"{expected.__name__!r} for outputs_are_logits={outputs_are_logits}")
   if len(features.shape) != 2 or features.shape[-1] is None:
     raise ValueError(
         f"model {model.name!r}: layer {output_layer_name!r} takes inputs of shape "
@@ -147,10 +175,13 @@ class NeglectionTrackingModel(keras.Model):
 
   Args:
     model: a built functional or sequential model whose output is the output of a
-      sigmoid `Dense` (see `find_output_layer`); its layers and weights are shared.
+      sigmoid `Dense` or of a layer declaring `neglection_outputs`, such as
+      `models.MixtureOfExperts` (see `find_output_layer`); its layers and weights
+      are shared.
     output_layer_name: name of that layer.
-    outputs_are_logits: the layer has no activation and the compiled loss takes
-      logits (`from_logits=True`); q = sigmoid(output) then.
+    outputs_are_logits: the layer outputs logits (no activation, or
+      `neglection_outputs="logits"`) and the compiled loss takes them
+      (`from_logits=True`); q = sigmoid(output) then.
     include_bias: append the bias input (a constant 1) to the features.
     method: "auto", "gram" or "direct"; see `statistics.gradient_part_norms`.
     epsilon: floor of ‖δ_i‖; see `statistics.neglection_ratios`.

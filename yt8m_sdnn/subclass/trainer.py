@@ -18,7 +18,7 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
                                 batch_size: int, weight_decay: float = 5e-4,
                                 split: bool = True, augment_copies: bool = True,
                                 loss_config: loss_registry.LossConfig = loss_registry.LossConfig(),
-                                class_counts=None) -> dict:
+                                class_counts=None, model_options=None) -> dict:
   """Keyword arguments for `training.train` that train on `plan`.
 
   Builds the subclass model: call `training.set_seed` first so its initial weights
@@ -35,6 +35,7 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
     loss_config: the loss; with `split` its focusing or class weights go into the
       subclass cross-entropy (`loss_registry.make_loss`).
     class_counts: training positives per class, for "class_balanced".
+    model_options: the model's own options (e.g. {"num_mixtures": 2} for "moe").
 
   Returns:
     {"dataset_transform", and with `split` also "model", "loss", "num_outputs",
@@ -52,7 +53,8 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
   if split:
     unit_to_class = [int(c) for c in plan.layout.unit_to_class]
     logits_model, class_model = models.build_subclass_model(
-        model_name, feature_size, unit_to_class, plan.num_classes, weight_decay=weight_decay)
+        model_name, feature_size, unit_to_class, plan.num_classes, weight_decay=weight_decay,
+        **(model_options or {}))
     loss = loss_registry.make_loss(loss_config, plan.num_classes, from_logits=True,
                                    class_counts=class_counts, unit_to_class=unit_to_class)
     arguments.update(model=logits_model, loss=loss,

@@ -1,0 +1,177 @@
+"""Converged evidence: does SDNN help when every row is trained to its best epoch?
+
+Protocol (README "Converged evidence"), on the 100 real 2018 validate shards split by
+shard, once:
+  train      validate0000-0049, validate0100-0119  (70 shards)
+  validation validate0120-0129                      (10 shards: epoch and setting choice)
+  test       validate0130-0149                      (20 shards: scored once per row)
+1. `tune`: on seed 0, the baseline and the SDNN row each train once per setting of the
+   grid (`--grid`, learning rate × weight decay), early-stopped on the validation
+   shards and scored on the validation shards only; each picks the setting of its
+   best validation GAP. Same grid, same budget for both.
+2. `rows`: for every seed, every row trains with its setting (the baseline's for
+   `baseline` and `baseline:asymmetric`, the SDNN row's for `sdnn`, its ablations and
+   `sdnn:asymmetric`), early-stopped on validation, then scored once on the test shards.
+3. Summary: test GAP@20, Hit@1, PERR, mAP (mean ± std over seeds), best epoch and
+   steps, paired per-seed GAP differences and a paired bootstrap 95% interval over
+   test videos for each (per seed, and for the seed-mean difference).
+
+Every stage is resumable (finished rows are skipped; a killed row resumes from its
+backup). Long: about 3-5 minutes per logistic row on 2 CPU cores.
+
+  python -m bench.evidence_converged --model=logistic --output=/tmp/converged_lr
+  python -m bench.evidence_converged --model=logistic --output=/tmp/converged_lr --summarize_only
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+from absl import app, flags, logging
+
+from bench import real_data
+from yt8m_sdnn import artifacts, bootstrap, pipeline, seed_summary, training
+from yt8m_sdnn.data import reader
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", "/tmp/evidence_converged", "Work directory.")
+flags.DEFINE_enum("model", "logistic", ["logistic", "moe", "cnn"], "Model family.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the rows.")
+flags.DEFINE_list("stages", ["sdnn", "split_only", "augment_only", "sdnn:asymmetric",
+                             "baseline", "baseline:asymmetric"], "Rows.")
+flags.DEFINE_list("grid", ["adam/0.1/0", "adam/0.03/0", "adam/0.1/0/0.9", "adam/0.1/0.0005/0.9",
+                          "adamw/0.1/0.0005/0.9"],
+                  "Settings tried by the baseline and the SDNN row: "
+                  "OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY[/LEARNING_RATE_DECAY per epoch, "
+                  "default 1].")
+flags.DEFINE_integer("patience", 4, "Epochs without a better validation GAP.")
+flags.DEFINE_integer("num_epochs", 200, "Epoch cap.")
+flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
+flags.DEFINE_integer("batch_size", 512, "Batch size (the paper's).")
+flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
+flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
+
+TRAIN = "validate00[0-4]*,validate010*,validate011*"
+VALIDATION = "validate012*"
+TEST = "validate013*,validate014*"
+DIFFERENCES = (("sdnn", "baseline"), ("split_only", "baseline"), ("augment_only", "baseline"),
+               ("sdnn:asymmetric", "baseline:asymmetric"), ("baseline:asymmetric", "baseline"))
+
+
+def _pattern(shards: str) -> str:
+  return ",".join(f"{real_data.VALIDATE}/{part}" for part in shards.split(","))
+
+
+def _setting(text: str) -> dict:
+  optimizer, learning_rate, weight_decay, *decay = text.split("/")
+  return dict(optimizer=optimizer, learning_rate=float(learning_rate),
+              weight_decay=float(weight_decay),
+              learning_rate_decay=float(decay[0]) if decay else 1.0)
+
+
+def _config(work_dir: str, seed: int, setting: dict, stages, tuning: bool):
+  train_reader = reader.ReaderConfig(_pattern(TRAIN), batch_size=FLAGS.batch_size,
+                                     training=True, seed=seed)
+  val_reader = reader.ReaderConfig(_pattern(VALIDATION), batch_size=1024)
+  # Tuning never sees the test shards: its rows are "scored" on validation.
+  eval_reader = val_reader if tuning else reader.ReaderConfig(_pattern(TEST), batch_size=1024)
+  options = {"num_mixtures": 2} if FLAGS.model == "moe" else {}
+  train = training.TrainConfig(train_dir="", num_epochs=FLAGS.num_epochs, seed=seed,
+                               patience=FLAGS.patience, model_options=options, **setting)
+  return pipeline.PipelineConfig(
+      work_dir=work_dir, train_reader=train_reader, eval_reader=eval_reader,
+      val_reader=val_reader, train=train, model=FLAGS.model, stages=tuple(stages),
+      neglection_steps=FLAGS.neglection_steps)
+
+
+def _tune() -> dict:
+  """Each of baseline and sdnn: the grid setting with the best validation GAP (seed 0)."""
+  chosen = {}
+  for row in ("baseline", "sdnn"):
+    scores = {}
+    for text in FLAGS.grid:
+      work_dir = os.path.join(FLAGS.output, "tune", text.replace("/", "_"))
+      if not FLAGS.summarize_only:
+        pipeline.run(_config(work_dir, 0, _setting(text), [row], tuning=True))
+      path = os.path.join(pipeline.stage_dir(work_dir, row), training.VALIDATION_FILE)
+      if os.path.exists(path):
+        scores[text] = artifacts.read_json(path)["best_val_gap"]
+    if scores:
+      chosen[row] = max(scores, key=scores.get)
+      logging.info("tune %s: %s -> %s", row, scores, chosen[row])
+    chosen[f"{row}_validation_gap"] = scores
+  return chosen
+
+
+def _is_baseline_row(stage: str) -> bool:
+  """Rows trained with the baseline's setting; the others take the SDNN row's."""
+  return pipeline.split_stage(stage)[0] in ("baseline", "baseline_equal_steps", "logistic")
+
+
+def _paired(work_dirs: list[str], first: str, second: str) -> dict | None:
+  per_seed, samples = [], []
+  for work_dir in work_dirs:
+    try:
+      a, b = pipeline.load_top_k(work_dir, first), pipeline.load_top_k(work_dir, second)
+    except artifacts.ArtifactError:
+      continue
+    differences = bootstrap.paired_gap_differences(a, b, FLAGS.num_resamples)
+    point = (seed_summary.load_run(work_dir, [first])[first]["gap"]
+             - seed_summary.load_run(work_dir, [second])[second]["gap"])
+    per_seed.append({"work_dir": work_dir, "difference": point,
+                     "interval": bootstrap.interval(differences)})
+    samples.append(differences)
+  if not per_seed:
+    return None
+  mean = np.mean(samples, axis=0)  # the seed-mean difference on shared resamples
+  return {"per_seed": per_seed, "mean": float(np.mean([p["difference"] for p in per_seed])),
+          "mean_interval": bootstrap.interval(mean), "num_seeds": len(per_seed)}
+
+
+def main(argv):
+  del argv
+  chosen = _tune()
+  logging.info("settings: %s", chosen)
+  seeds = [int(s) for s in FLAGS.seeds]
+  work_dirs = [os.path.join(FLAGS.output, f"run-{seed}") for seed in seeds]
+  if not FLAGS.summarize_only:
+    for seed, work_dir in zip(seeds, work_dirs):
+      # SDNN's rows first, so the θ and partition stages run with SDNN's setting.
+      sdnn_rows = [s for s in FLAGS.stages if not _is_baseline_row(s)]
+      baseline_rows = [s for s in FLAGS.stages if _is_baseline_row(s)]
+      for stages, row in ((sdnn_rows, "sdnn"), (baseline_rows, "baseline")):
+        if stages:
+          pipeline.run(_config(work_dir, seed, _setting(chosen[row]), stages, tuning=False))
+  runs = [seed_summary.load_run(work_dir, FLAGS.stages) for work_dir in work_dirs]
+  summary = seed_summary.summarize(runs, FLAGS.stages, [[] for _ in runs])
+  print(f"\n{FLAGS.model}, seeds {seeds}, test shards {TEST}; mean ± std over the seeds "
+        "where the row finished:\n" + seed_summary.markdown_table(summary))
+  for stage in FLAGS.stages:
+    epochs = [run[stage].get("best_epoch") for run in runs if stage in run]
+    steps = [run[stage].get("best_steps") for run in runs if stage in run]
+    print(f"{stage}: best epoch {epochs}, steps to it {steps}")
+  paired = {}
+  for first, second in DIFFERENCES:
+    if first in FLAGS.stages and second in FLAGS.stages:
+      result = _paired(work_dirs, first, second)
+      if result is not None:
+        paired[f"{first} - {second}"] = result
+        per_seed = ", ".join(f"{100 * p['difference']:+.2f} [{100 * p['interval'][0]:+.2f}, "
+                             f"{100 * p['interval'][1]:+.2f}]" for p in result["per_seed"])
+        print(f"GAP {first} − {second}: per seed {per_seed}; mean {100 * result['mean']:+.2f} "
+              f"[{100 * result['mean_interval'][0]:+.2f}, "
+              f"{100 * result['mean_interval'][1]:+.2f}]")
+  artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), {
+      "model": FLAGS.model, "seeds": seeds, "split": {"train": TRAIN, "validation": VALIDATION,
+                                                     "test": TEST},
+      "settings": chosen, "rows": summary, "paired_gap_differences": paired,
+      "best_epochs": {stage: [run[stage].get("best_epoch") for run in runs if stage in run]
+                      for stage in FLAGS.stages}})
+  print(json.dumps(chosen))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,147 @@
+"""Early stopping on validation shards: the best epoch's weights are the ones kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from yt8m_sdnn import early_stopping, evaluation, training
+from yt8m_sdnn.data import reader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_model() -> keras.Model:
+  inputs = keras.Input(shape=(2,))
+  model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False, name="dense")(inputs))
+  return model
+
+
+def _run_curve(callback, model, curve):
+  """Plays a hand-made validation curve: at epoch e the kernel is [[e], [e]]."""
+  ended = []
+  for epoch, _ in enumerate(curve):
+    model.get_layer("dense").kernel.assign(np.full((2, 1), float(epoch), np.float32))
+    callback.on_epoch_end(epoch, {})
+    ended.append(epoch)
+    if callback.stopped:
+      break
+  return ended
+
+
+def test_keeps_the_best_epoch_and_stops_after_patience(tmp_path):
+  # Scores 0.1, 0.5, 0.4, 0.45, 0.3, 0.9: the best within reach is epoch 1 (0.5); the
+  # three epochs after it are worse, so with patience 3 training ends after epoch 4 and
+  # never sees the 0.9 of epoch 5.
+  curve = [0.1, 0.5, 0.4, 0.45, 0.3, 0.9]
+  scores = iter(curve)
+  model = _tiny_model()
+  callback = early_stopping.ValidationEarlyStopping(lambda: next(scores), str(tmp_path),
+                                                    patience=3)
+  callback.set_model(model)
+  assert _run_curve(callback, model, curve) == [0, 1, 2, 3, 4]
+  assert callback.best_epoch == 1 and callback.best_score == 0.5 and callback.wait == 3
+  assert model.stop_training
+  callback.restore_best_weights(model)
+  np.testing.assert_array_equal(model.get_layer("dense").kernel.numpy(), np.full((2, 1), 1.0))
+  assert [point["val_gap"] for point in callback.curve] == curve[:5]
+
+
+def test_state_round_trip_resumes_mid_patience(tmp_path):
+  curve = [0.2, 0.6, 0.5, 0.55, 0.4]
+  scores = iter(curve)
+  model = _tiny_model()
+  first = early_stopping.ValidationEarlyStopping(lambda: next(scores), str(tmp_path), patience=3)
+  first.set_model(model)
+  _run_curve(first, model, curve[:3])  # epochs 0-2: best 1, one epoch without improvement
+  state = json.loads(json.dumps(first.state()))  # as the backup stores it
+  second = early_stopping.ValidationEarlyStopping(lambda: next(scores), str(tmp_path),
+                                                  patience=3)
+  second.set_model(model)
+  second.restore(state)
+  assert second.best_epoch == 1 and second.wait == 1 and not second.stopped
+  for epoch in (3, 4):
+    model.get_layer("dense").kernel.assign(np.full((2, 1), float(epoch), np.float32))
+    second.on_epoch_end(epoch, {})
+  assert second.stopped and second.best_epoch == 1
+  second.restore_best_weights(model)
+  np.testing.assert_array_equal(model.get_layer("dense").kernel.numpy(), np.full((2, 1), 1.0))
+
+
+def test_restore_names_missing_best_weights(tmp_path):
+  callback = early_stopping.ValidationEarlyStopping(lambda: 0.0, str(tmp_path))
+  state = {"best_epoch": 2, "best_score": 0.5, "best_weights": "best-epoch0002.weights.h5",
+           "wait": 0, "curve": [], "stopped": False}
+  with pytest.raises(Exception, match="best-epoch0002.weights.h5"):
+    callback.restore(state)
+
+
+def test_train_saves_the_best_validation_epoch(synthetic_dir, tmp_path):
+  train_reader = reader.ReaderConfig(f"{synthetic_dir}/train", num_classes=12, batch_size=64,
+                                     training=True, seed=0)
+  val_reader = reader.ReaderConfig(f"{synthetic_dir}/validate", num_classes=12, batch_size=64)
+  config = training.TrainConfig(train_dir=str(tmp_path / "lr"), model="logistic",
+                                num_epochs=12, learning_rate=0.05, patience=2, seed=0)
+  result = training.train(config, train_reader, val_reader=val_reader)
+  curve = result.validation_curve
+  best = max(curve, key=lambda point: point["val_gap"])
+  assert result.best_epoch == best["epoch"] and result.best_steps == best["steps"]
+  assert len(curve) == 12 or result.stopped_early
+  # The saved model is the best epoch's: it scores exactly the best validation GAP.
+  saved = training.load_trained_model(config.train_dir)
+  gap = evaluation.evaluate(saved, val_reader)["gap"]
+  assert gap == pytest.approx(best["val_gap"], abs=1e-6)
+  record = json.loads((tmp_path / "lr" / training.VALIDATION_FILE).read_text())
+  assert record["best_epoch"] == result.best_epoch and len(record["validation_curve"]) == len(curve)
+  assert not (tmp_path / "lr" / "backup").exists()
+  assert "val_gap" in result.history
+
+
+def _command(data_dir, train_dir):
+  return [sys.executable, "-m", "bin.yt8m_train", f"--train_data={data_dir}/train",
+          f"--val_data={data_dir}/validate", f"--train_dir={train_dir}", "--model=logistic",
+          "--num_classes=12", "--batch_size=32", "--num_epochs=8", "--patience=2",
+          "--backup_steps=3", "--seed=3", "--deterministic", "--learning_rate=0.3"]
+
+
+def test_killed_early_stopped_training_resumes_with_the_same_curve(synthetic_dir, tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  reference = tmp_path / "reference"
+  subprocess.run(_command(synthetic_dir, reference), cwd=ROOT, env=env, check=True,
+                 capture_output=True, timeout=300)
+  expected = json.loads((reference / training.VALIDATION_FILE).read_text())
+  resumed = tmp_path / "resumed"
+  process = subprocess.Popen(_command(synthetic_dir, resumed), cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  state_path = resumed / "backup" / "backup_state.json"
+  deadline = time.time() + 240
+  # Kill mid-epoch, once the backup holds two scored epochs (8 steps an epoch).
+  while time.time() < deadline:
+    if state_path.exists():
+      state = json.loads(state_path.read_text())
+      if len(state.get("early_stopping", {}).get("curve", [])) >= 2 and state["step"] >= 3:
+        break
+    if process.poll() is not None:
+      pytest.fail("training ended before it could be killed")
+    time.sleep(0.02)
+  else:
+    process.kill()
+    pytest.fail("no backup with two scored epochs appeared")
+  os.kill(process.pid, signal.SIGKILL)
+  process.wait()
+  subprocess.run(_command(synthetic_dir, resumed), cwd=ROOT, env=env, check=True,
+                 capture_output=True, timeout=300)
+  got = json.loads((resumed / training.VALIDATION_FILE).read_text())
+  assert got["best_epoch"] == expected["best_epoch"]
+  assert [p["steps"] for p in got["validation_curve"]] == [
+      p["steps"] for p in expected["validation_curve"]]
+  np.testing.assert_allclose([p["val_gap"] for p in got["validation_curve"]],
+                             [p["val_gap"] for p in expected["validation_curve"]], atol=1e-6)
