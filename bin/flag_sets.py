@@ -80,14 +80,22 @@ def define_training_flags(model_default: str = "cnn", early_stopping: bool = Tru
   flags.DEFINE_enum("model", model_default, sorted(models.MODEL_REGISTRY), "Model to train.")
   flags.DEFINE_integer("moe_num_mixtures", 2,
                        "Experts per class of --model=moe (the YT8M starter's default).")
-  flags.DEFINE_float("learning_rate", defaults.learning_rate, "Initial learning rate.")
-  flags.DEFINE_float("learning_rate_decay", defaults.learning_rate_decay,
-                     "Learning rate factor applied every epoch (1: constant).")
-  flags.DEFINE_enum("optimizer", defaults.optimizer, list(training.OPTIMIZERS),
-                    "Optimizer; adamw applies --weight_decay decoupled.")
-  flags.DEFINE_float("weight_decay", defaults.weight_decay,
-                     "λ: a pull of λ·w on every kernel (L2(λ/2) in the loss with adam and "
-                     "sgd, decoupled with adamw).")
+  paper = training.default_settings("cnn", early_stopped=False)
+  flags.DEFINE_float("learning_rate", None,
+                     f"Initial learning rate (default {paper['learning_rate']}, the paper's; "
+                     "with --val_data the model family's early-stopped recipe: "
+                     + _recipe_text("learning_rate") + ").")
+  flags.DEFINE_float("learning_rate_decay", None,
+                     f"Learning rate factor applied every epoch (default "
+                     f"{paper['learning_rate_decay']}; with --val_data "
+                     + _recipe_text("learning_rate_decay") + "; 1: constant).")
+  flags.DEFINE_enum("optimizer", None, list(training.OPTIMIZERS),
+                    f"Optimizer (default {paper['optimizer']}; with --val_data "
+                    + _recipe_text("optimizer") + "); adamw applies --weight_decay decoupled.")
+  flags.DEFINE_float("weight_decay", None,
+                     f"λ: a pull of λ·w on every kernel, L2(λ/2) in the loss with adam and "
+                     f"sgd, decoupled with adamw (default {paper['weight_decay']}; with "
+                     "--val_data " + _recipe_text("weight_decay") + ").")
   flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
   if early_stopping:
     flags.DEFINE_integer(
@@ -105,6 +113,25 @@ def define_training_flags(model_default: str = "cnn", early_stopping: bool = Tru
                          "training stops.")
 
 
+def _recipe_text(key: str) -> str:
+  return ", ".join(f"{name} {training.default_settings(name, True)[key]}"
+                   for name in sorted(training.EARLY_STOPPED_RECIPES))
+
+
+def optimizer_settings() -> dict:
+  """optimizer, learning_rate, learning_rate_decay, weight_decay: flags over defaults.
+
+  The defaults are the paper's, or with --val_data the model family's early-stopped
+  recipe (`training.EARLY_STOPPED_RECIPES`).
+  """
+  early_stopped = bool(FLAGS["val_data"].value) if "val_data" in FLAGS else False
+  settings = training.default_settings(FLAGS.model, early_stopped)
+  for key in settings:
+    if FLAGS[key].value is not None:
+      settings[key] = FLAGS[key].value
+  return settings
+
+
 def num_epochs() -> int:
   """--num_epochs, or its default, which depends on whether --val_data is given."""
   if FLAGS.num_epochs is not None:
@@ -115,9 +142,7 @@ def num_epochs() -> int:
 def train_config(train_dir: str, **overrides) -> training.TrainConfig:
   """A `TrainConfig` from the training (and loss, compute) flags; `overrides` win."""
   values = dict(
-      train_dir=train_dir, model=FLAGS.model, learning_rate=FLAGS.learning_rate,
-      learning_rate_decay=FLAGS.learning_rate_decay, optimizer=FLAGS.optimizer,
-      weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+      train_dir=train_dir, model=FLAGS.model, **optimizer_settings(), seed=FLAGS.seed,
       model_options={"num_mixtures": FLAGS.moe_num_mixtures} if FLAGS.model == "moe" else {})
   if "val_data" in FLAGS:
     values.update(num_epochs=num_epochs(), patience=FLAGS.patience)

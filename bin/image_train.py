@@ -53,6 +53,8 @@ flags.DEFINE_float("top_fraction", None, "Share of classes split (default: the d
 flags.DEFINE_integer("num_subclasses", 2, "k-means clusters per split class.")
 flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling, SamplePairing, k-means.")
 flag_sets.define_compute_flags()
+# --help lists the shared flags too (absl shows only the main module's otherwise).
+flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["output_dir"])
 
 

@@ -23,6 +23,8 @@ flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
 flags.DEFINE_bool("skip_corrupt", False, "Skip unusable records instead of stopping.")
 flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
 flag_sets.define_strategy_flag()
+# --help lists the shared flags too (absl shows only the main module's otherwise).
+flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["eval_data", "train_dir"])
 
 

@@ -27,6 +27,8 @@ flags.DEFINE_integer("num_records", None, "Training videos, if known (else count
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
+# --help lists the shared flags too (absl shows only the main module's otherwise).
+flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["train_data", "train_dir"])
 
 

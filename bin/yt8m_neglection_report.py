@@ -36,6 +36,8 @@ flags.DEFINE_string("plot", None, "Optional: write a Figure-1-style PNG here (ne
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
+# --help lists the shared flags too (absl shows only the main module's otherwise).
+flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["train_data", "eval_data", "train_dir"])
 # Checked when flags are parsed, so a missing matplotlib stops the run before training.
 flags.register_validator("plot", lambda path: path is None or plot.matplotlib_available(),

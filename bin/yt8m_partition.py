@@ -22,6 +22,8 @@ flags.DEFINE_integer("num_subclasses", 2, "Subclasses per class (Algorithm 1: 2)
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12), stored in the plan.")
 flag_sets.define_data_flags()
 flag_sets.define_strategy_flag()
+# --help lists the shared flags too (absl shows only the main module's otherwise).
+flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["train_data", "neglection", "output"])
 
 

@@ -145,3 +145,23 @@ def test_killed_early_stopped_training_resumes_with_the_same_curve(synthetic_dir
       p["steps"] for p in expected["validation_curve"]]
   np.testing.assert_allclose([p["val_gap"] for p in got["validation_curve"]],
                              [p["val_gap"] for p in expected["validation_curve"]], atol=1e-6)
+
+
+@pytest.mark.parametrize("flags,expected", [
+    # Without validation shards: the paper's schedule.
+    (["--model=logistic"], {"learning_rate": 0.001, "learning_rate_decay": 0.95,
+                            "weight_decay": 5e-4, "optimizer": "adam"}),
+    # With them: the family's early-stopped recipe; an explicit flag still wins.
+    (["--model=logistic", "--val_data=v"], training.default_settings("logistic", True)),
+    (["--model=logistic", "--val_data=v", "--learning_rate=0.5"],
+     dict(training.default_settings("logistic", True), learning_rate=0.5)),
+])
+def test_training_flags_default_to_the_recipe_of_the_protocol(flags, expected):
+  code = ("import json, sys; from absl import flags; import bin.yt8m_train; "
+          "from bin import flag_sets; flags.FLAGS(sys.argv); "
+          "print(json.dumps(flag_sets.optimizer_settings()))")
+  result = subprocess.run([sys.executable, "-c", code, "--train_data=t", "--train_dir=d", *flags],
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"),
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
