@@ -9,7 +9,8 @@ shard, once:
    grid (`--grid`, learning rate × weight decay), early-stopped on the validation
    shards and scored on the validation shards only; each picks the setting of its
    best validation GAP. Same grid, same budget for both.
-2. `rows`: for every seed, every row trains with its setting (the baseline's for
+2. `rows`: for every seed (in waves of two rows over all seeds: SDNN and the baseline
+   first, then the ablations, then the ASL pair), every row trains with its setting (the baseline's for
    `baseline` and `baseline:asymmetric`, the SDNN row's for `sdnn`, its ablations and
    `sdnn:asymmetric`), early-stopped on validation, then scored once on the test shards.
 3. Summary: test GAP@20, Hit@1, PERR, mAP (mean ± std over seeds), best epoch and
@@ -111,6 +112,17 @@ def _is_baseline_row(stage: str) -> bool:
   return pipeline.split_stage(stage)[0] in ("baseline", "baseline_equal_steps", "logistic")
 
 
+def _waves(stages: list[str]) -> list[list[str]]:
+  """`stages` two at a time, in order (default: SDNN and its baseline first)."""
+  ordered = sorted(stages, key=lambda stage: WAVE_ORDER.index(stage)
+                   if stage in WAVE_ORDER else len(WAVE_ORDER))
+  return [ordered[i:i + 2] for i in range(0, len(ordered), 2)]
+
+
+WAVE_ORDER = ("sdnn", "baseline", "split_only", "augment_only", "sdnn:asymmetric",
+              "baseline:asymmetric")
+
+
 def _paired(work_dirs: list[str], first: str, second: str) -> dict | None:
   per_seed, samples = [], []
   for work_dir in work_dirs:
@@ -138,13 +150,14 @@ def main(argv):
   seeds = [int(s) for s in FLAGS.seeds]
   work_dirs = [os.path.join(FLAGS.output, f"run-{seed}") for seed in seeds]
   if not FLAGS.summarize_only:
-    for seed, work_dir in zip(seeds, work_dirs):
-      # SDNN's rows first, so the θ and partition stages run with SDNN's setting.
-      sdnn_rows = [s for s in FLAGS.stages if not _is_baseline_row(s)]
-      baseline_rows = [s for s in FLAGS.stages if _is_baseline_row(s)]
-      for stages, row in ((sdnn_rows, "sdnn"), (baseline_rows, "baseline")):
-        if stages:
-          pipeline.run(_config(work_dir, seed, _setting(chosen[row]), stages, tuning=False))
+    # Waves of rows over all seeds, so the main comparison has every seed before the
+    # ablations start. Within a seed, an SDNN row runs first, so the θ and partition
+    # stages it shares with the others run with SDNN's setting.
+    for wave in _waves(FLAGS.stages):
+      for seed, work_dir in zip(seeds, work_dirs):
+        for stage in wave:
+          row = "baseline" if _is_baseline_row(stage) else "sdnn"
+          pipeline.run(_config(work_dir, seed, _setting(chosen[row]), [stage], tuning=False))
   runs = [seed_summary.load_run(work_dir, FLAGS.stages) for work_dir in work_dirs]
   summary = seed_summary.summarize(runs, FLAGS.stages, [[] for _ in runs])
   print(f"\n{FLAGS.model}, seeds {seeds}, test shards {TEST}; mean ± std over the seeds "

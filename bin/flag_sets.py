@@ -14,6 +14,7 @@ from absl import app, flags, logging
 
 from yt8m_sdnn import artifacts, distribute, loss_registry, models, training
 from yt8m_sdnn.data import reader, scan
+from yt8m_sdnn.data.files import resolve_files
 
 FLAGS = flags.FLAGS
 
@@ -152,6 +153,32 @@ def train_config(train_dir: str, **overrides) -> training.TrainConfig:
     values["jit_compile"] = FLAGS.jit_compile
   values.update(overrides)
   return training.TrainConfig(**values)
+
+
+def check_data_flags(*names: str) -> None:
+  """Resolves every given data flag before any work starts; refuses overlapping splits.
+
+  A mistyped pattern is reported at once, naming the flag, rather than after a whole
+  training run. Validation shards choose the epoch, so they must be neither training
+  nor test shards: an overlap is refused, naming the shared files.
+
+  Raises:
+    FileNotFoundError: a pattern matches no file.
+    ValueError: --val_data shares files with --train_data or --eval_data.
+  """
+  files = {}
+  for name in names:
+    if FLAGS[name].value:
+      try:
+        files[name] = set(resolve_files(FLAGS[name].value))
+      except FileNotFoundError as error:
+        raise FileNotFoundError(f"--{name}: {error}") from None
+  for other in ("train_data", "eval_data"):
+    shared = files.get("val_data", set()) & files.get(other, set())
+    if shared:
+      raise ValueError(f"--val_data and --{other} share {len(shared)} files (e.g. "
+                       f"{sorted(shared)[0]}); validation shards must be used only to "
+                       "choose the epoch")
 
 
 def val_reader_config() -> reader.ReaderConfig | None:

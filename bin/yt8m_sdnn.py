@@ -52,6 +52,7 @@ flags.mark_flags_as_required(["train_data", "eval_data", "work_dir"])
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("train_data", "val_data", "eval_data")
   config = pipeline.PipelineConfig(
       work_dir=FLAGS.work_dir,
       train_reader=flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed),

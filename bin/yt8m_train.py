@@ -1,8 +1,11 @@
-"""Trains the baseline CNN or logistic regression, or their subclass version, on YT8M shards.
+"""Trains the CNN, logistic regression or mixture of experts, or its subclass version, on YT8M shards.
 
 Example:
   yt8m-train --train_data=/data/yt8m/train --train_dir=/tmp/cnn --model=cnn \
       --num_classes=3862 --num_epochs=5
+  # Trained to its best epoch on validation shards (the logistic family's recipe):
+  yt8m-train --train_data=TRAIN --val_data=VAL --eval_data=TEST --train_dir=/tmp/lr \
+      --model=logistic
   yt8m-train ... --subclass_plan=/tmp/plan.npz   # the SCNN of the paper
   yt8m-train ... --loss=asymmetric               # ASL instead of cross-entropy
 """
@@ -40,6 +43,7 @@ flags.mark_flags_as_required(["train_data", "train_dir"])
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("train_data", "val_data", "eval_data")
   train_config = flag_sets.train_config(
       FLAGS.train_dir, steps_per_epoch=FLAGS.steps_per_epoch, backup_steps=FLAGS.backup_steps,
       keep_checkpoints=FLAGS.keep_checkpoints)

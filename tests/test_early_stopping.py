@@ -165,3 +165,34 @@ def test_training_flags_default_to_the_recipe_of_the_protocol(flags, expected):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_mistyped_or_overlapping_validation_shards_are_refused_before_training(synthetic_dir,
+                                                                              tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  common = [sys.executable, "-m", "bin.yt8m_train", f"--train_data={synthetic_dir}/train",
+            f"--train_dir={tmp_path}/x", "--num_classes=12", "--model=logistic"]
+  result = subprocess.run(common + [f"--val_data={tmp_path}/nothing*"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1 and "--val_data" in result.stderr and "nothing*" in result.stderr
+  result = subprocess.run(common + [f"--val_data={synthetic_dir}/validate",
+                                    f"--eval_data={synthetic_dir}/validate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1 and "share 2 files" in result.stderr
+  assert not (tmp_path / "x" / "model.keras").exists()
+
+
+def test_weight_decay_is_one_pull_whatever_the_optimizer():
+  # λ = 0.01: coupled, L2(λ/2)·Σw² has the gradient λ·w; decoupled, no L2 term at all.
+  coupled = training.TrainConfig(train_dir="", weight_decay=0.01)
+  decoupled = training.TrainConfig(train_dir="", weight_decay=0.01, optimizer="adamw")
+  assert coupled.l2_coefficient == 0.005 and decoupled.l2_coefficient == 0.0
+  optimizer = training.make_optimizer("adamw", 0.1, weight_decay=0.01)
+  kernel = keras.Variable(np.ones((2, 2), np.float32), name="kernel")
+  bias = keras.Variable(np.ones((2,), np.float32), name="bias")
+  optimizer.build([kernel, bias])
+  optimizer.apply_gradients([(np.zeros((2, 2), np.float32), kernel),
+                             (np.zeros((2,), np.float32), bias)])
+  # Zero gradient: only the decay moves the kernel, by lr·λ·w = 0.1·0.01·1; bias untouched.
+  np.testing.assert_allclose(kernel.numpy(), np.full((2, 2), 1 - 0.001), rtol=1e-6)
+  np.testing.assert_array_equal(bias.numpy(), np.ones(2))
