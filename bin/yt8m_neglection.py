@@ -24,6 +24,9 @@ flags.DEFINE_float("top_fraction", 0.1, "Share of classes to select (paper: 10%)
 flags.DEFINE_integer("top_k_classes", None,
                      "Number of classes to select, instead of --top_fraction.")
 flags.DEFINE_integer("num_records", None, "Training videos, if known (else counted).")
+flags.DEFINE_integer("backup_steps", 100,
+                     "Steps between crash backups; rerunning a killed command resumes there "
+                     "with the same θ.")
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
@@ -34,7 +37,7 @@ flags.mark_flags_as_required(["train_data", "train_dir"])
 
 def main(argv):
   del argv
-  train_config = flag_sets.train_config(FLAGS.train_dir)
+  train_config = flag_sets.train_config(FLAGS.train_dir, backup_steps=FLAGS.backup_steps)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   result = measure.measure_neglection(
       train_config, reader_config, FLAGS.fraction_of_epoch, tau=FLAGS.tau,

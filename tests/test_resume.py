@@ -86,3 +86,45 @@ def test_deterministic_runs_give_identical_models(data_dir, tmp_path):
   second = keras.saving.load_model(tmp_path / "second" / "model.keras")
   for a, b in zip(first.get_weights(), second.get_weights()):
     np.testing.assert_array_equal(a, b)
+
+
+def neglection_command(data_dir, train_dir):
+  return [sys.executable, "-m", "bin.yt8m_neglection", f"--train_data={data_dir}/train",
+          f"--train_dir={train_dir}", "--model=logistic", "--num_classes=8", "--batch_size=16",
+          "--neglection_steps=40", "--tau=6", "--backup_steps=2", "--top_k_classes=3",
+          "--seed=3", "--deterministic", "--learning_rate=0.01"]
+
+
+def test_killed_theta_run_resumes_with_the_same_theta(data_dir, tmp_path):
+  reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
+  subprocess.run(neglection_command(data_dir, reference_dir), cwd=ROOT, env=run_env(),
+                 check=True, capture_output=True, timeout=300)
+  process = subprocess.Popen(neglection_command(data_dir, resumed_dir), cwd=ROOT, env=run_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  state_path = resumed_dir / "backup" / "backup_state.json"
+  deadline = time.time() + 240
+  # Kill after two θ windows have closed and inside a third (τ = 6, a backup every 2 steps).
+  while time.time() < deadline:
+    if state_path.exists():
+      state = json.loads(state_path.read_text())
+      windows = state.get("callbacks", {}).get("NeglectionMonitor", {}).get("history", [])
+      if len(windows) >= 2 and state["step"] % 6 != 0:
+        break
+    if process.poll() is not None:
+      pytest.fail("the θ run ended before it could be killed")
+    time.sleep(0.02)
+  else:
+    process.kill()
+    pytest.fail("no backup with two closed windows appeared")
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  result = subprocess.run(neglection_command(data_dir, resumed_dir), cwd=ROOT, env=run_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "resuming from" in result.stderr
+  expected = json.loads((reference_dir / "neglection.json").read_text())
+  got = json.loads((resumed_dir / "neglection.json").read_text())
+  assert got["selected"] == expected["selected"]
+  assert [w["end_iteration"] for w in got["history"]] == [
+      w["end_iteration"] for w in expected["history"]]  # 6 windows of 6, nothing lost
+  assert got["theta"] == expected["theta"]

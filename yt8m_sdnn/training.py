@@ -243,7 +243,8 @@ class StepBackup(keras.callbacks.Callback):
 
   def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0,
                clock: _Clock | None = None, examples: tf.Variable | None = None,
-               stopping: early_stopping.ValidationEarlyStopping | None = None):
+               stopping: early_stopping.ValidationEarlyStopping | None = None,
+               stateful: dict[str, keras.callbacks.Callback] | None = None):
     super().__init__()
     self.backup_dir = backup_dir
     self.save_steps = save_steps
@@ -254,6 +255,9 @@ class StepBackup(keras.callbacks.Callback):
     self._examples = examples
     # Early stopping's state (best epoch, patience counter, curve) resumes with the run.
     self._stopping = stopping
+    # Other callbacks with state of their own (`backup_state`/`restore_backup_state`,
+    # e.g. the θ monitor's closed windows), by name.
+    self._stateful = stateful or {}
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch != self._epoch:
@@ -282,6 +286,9 @@ class StepBackup(keras.callbacks.Callback):
       state["total_examples"] = int(self._examples.numpy())
     if self._stopping is not None:
       state["early_stopping"] = self._stopping.state()
+    if self._stateful:
+      state["callbacks"] = {name: callback.backup_state()
+                            for name, callback in self._stateful.items()}
     artifacts.write_json(state_path, state)
     if self._stopping is not None:
       self._stopping.prune()  # older best weights, now that the state names the new ones
@@ -471,12 +478,19 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
         patience=train_config.patience, steps=lambda: clock.steps)
     if state is not None and "early_stopping" in state:
       stopping.restore(state["early_stopping"])
+  stateful = {type(callback).__name__: callback for callback in extra_callbacks
+              if hasattr(callback, "backup_state")}
+  if state is not None:
+    for name, callback_state in state.get("callbacks", {}).items():
+      if name in stateful:
+        stateful[name].restore_backup_state(callback_state)
   backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step,
-                      clock=clock, examples=examples, stopping=stopping)
-  # Early stopping first: it adds val_gap to the epoch logs TensorBoard writes, and
-  # its state must be current when the epoch-end backup is written.
+                      clock=clock, examples=examples, stopping=stopping, stateful=stateful)
+  # Early stopping first: it adds val_gap to the epoch logs TensorBoard writes. The
+  # backup last: every callback's state (the θ monitor closing a window, the patience
+  # counter) must be current for the step it saves.
   callbacks = ([stopping] if stopping else []) + default_callbacks(train_config) + [
-      clock, backup] + list(extra_callbacks)
+      clock] + list(extra_callbacks) + [backup]
   history: dict = {}
   try:
     for epoch in range(start_epoch, train_config.num_epochs):

@@ -133,6 +133,31 @@ class NeglectionMonitor(keras.callbacks.Callback):
       self._writer.flush()
     return True
 
+  def backup_state(self) -> dict[str, Any]:
+    """What a crash backup must hold for a resumed run to give the same θ.
+
+    The open window's accumulators are variables of the wrapper, saved with its
+    weights; the closed windows and the iteration count live here.
+    """
+    return {"end_iteration": self._end_iteration, "history": [{
+        "end_iteration": window["end_iteration"],
+        "num_iterations": window["num_iterations"],
+        "theta": _json_floats(window["theta"]),
+        "positive_minibatches": [float(c) for c in window["positive_minibatches"]],
+    } for window in self.history]}
+
+  def restore_backup_state(self, state: dict[str, Any]) -> None:
+    """Takes back `backup_state()`; the open window continues from the restored weights."""
+    self._end_iteration = int(state["end_iteration"])
+    self.history = [{
+        "end_iteration": int(window["end_iteration"]),
+        "num_iterations": int(window["num_iterations"]),
+        "theta": np.array([np.nan if v is None else v for v in window["theta"]], np.float64),
+        "positive_minibatches": np.asarray(window["positive_minibatches"], np.float64),
+    } for window in state["history"]]
+    # The accumulators were restored with the weights: the first fit must not zero them.
+    self._started = True
+
   def _close_window(self) -> None:
     state = self.model.read_neglection_state()
     theta = neglection_scores(state.ratio_sums, state.positive_minibatches,
