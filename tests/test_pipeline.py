@@ -158,3 +158,16 @@ def test_every_row_runs_early_stopped_on_moe(pipeline_config, tmp_path):
   assert saved.get_layer("predictions").__class__.__name__ == "MixtureOfExperts"
   assert "best epoch" in pipeline.format_table(comparison)
   assert "SMoE" in pipeline.format_table(comparison)
+
+
+def test_a_row_killed_after_training_is_evaluated_not_retrained(pipeline_config, tmp_path):
+  config = dataclasses.replace(pipeline_config, work_dir=str(tmp_path / "run"),
+                               stages=("baseline",))
+  first = pipeline.run(config)["baseline"]
+  row_dir = tmp_path / "run" / "baseline"
+  # As if killed while scoring the test shards: the model is saved, the result is not.
+  os.remove(row_dir / pipeline.STAGE_RESULT_FILE)
+  trained_at = os.path.getmtime(row_dir / training.MODEL_FILE)
+  again = pipeline.run(config)["baseline"]
+  assert os.path.getmtime(row_dir / training.MODEL_FILE) == trained_at
+  assert again["gap"] == first["gap"] and again["train_steps"] == first["train_steps"]

@@ -149,8 +149,13 @@ def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
   if model_name != config.model:  # the LR row of a moe run takes no mixtures
     train_config = dataclasses.replace(train_config, model_options={})
   started = time.perf_counter()
-  result = training.train(train_config, reader_config or config.train_reader,
-                          val_reader=config.val_reader, top_k=config.top_k, **train_kwargs)
+  # A run killed after training (e.g. while scoring the test shards) keeps its model.
+  result = None if config.overwrite else training.load_train_result(train_config.train_dir)
+  if result is None:
+    result = training.train(train_config, reader_config or config.train_reader,
+                            val_reader=config.val_reader, top_k=config.top_k, **train_kwargs)
+  else:
+    logging.info("stage %s: trained already (%s); evaluating it", stage, train_config.train_dir)
   single_worker = distribute.num_workers() == 1
   metrics = evaluation.evaluate(result.model, config.eval_reader, top_k=config.top_k,
                                 class_ap=True, keep_top_k=single_worker)

@@ -536,6 +536,11 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
         "stopped_early": result.stopped_early, "patience": train_config.patience,
         "num_epochs": train_config.num_epochs, "top_k": top_k,
         "validation_curve": result.validation_curve})
+  artifacts.write_json(os.path.join(train_config.train_dir, TRAIN_RESULT_FILE), {
+      "seconds": result.seconds, "steps": result.steps, "examples": result.examples,
+      "best_epoch": result.best_epoch, "best_steps": result.best_steps,
+      "validation_curve": result.validation_curve, "stopped_early": result.stopped_early,
+      "history": {key: [float(v) for v in values] for key, values in history.items()}})
   # Like Keras' BackupAndRestore: a finished run leaves no backup, so the same
   # command trains afresh; a crash before this line resumes instead.
   if tf.io.gfile.exists(backup_dir):
@@ -546,3 +551,22 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
 
 
 VALIDATION_FILE = "validation.json"
+TRAIN_RESULT_FILE = "train_result.json"
+
+
+def load_train_result(train_dir: str) -> TrainResult | None:
+  """The `TrainResult` of a finished `train` into `train_dir`, or None if it did not finish.
+
+  Lets a caller that was killed after training, e.g. during its evaluation, pick up
+  the saved model instead of training again.
+  """
+  path = os.path.join(train_dir, TRAIN_RESULT_FILE)
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(os.path.join(train_dir, MODEL_FILE))):
+    return None
+  record = artifacts.read_json(path, regenerate_hint=f"Delete {train_dir} to train afresh.")
+  return TrainResult(model=load_trained_model(train_dir), seconds=record["seconds"],
+                     steps=record["steps"], examples=record["examples"],
+                     history=record["history"], best_epoch=record["best_epoch"],
+                     best_steps=record["best_steps"],
+                     validation_curve=record["validation_curve"],
+                     stopped_early=record["stopped_early"])
