@@ -58,9 +58,13 @@ def test_paired_differences_of_a_model_with_itself_are_zero_and_of_a_better_one_
   assert 0 < low < point < high  # clearly better: the interval excludes 0 and holds the point
 
 
-def test_different_videos_are_refused():
+def test_videos_are_matched_by_id_and_other_videos_refused():
   scores, labels = _random()
   first = _top_k(scores, labels, 3)
-  second = dict(first, video_ids=first["video_ids"][::-1])
+  # The same videos read in another order pair up with themselves: differences 0.
+  shuffled = {key: value[::-1] for key, value in first.items()}
+  np.testing.assert_array_equal(
+      bootstrap.paired_gap_differences(first, shuffled, num_resamples=20), np.zeros(20))
+  other = dict(first, video_ids=np.array([b"w%d" % i for i in range(len(scores))], dtype="S"))
   with pytest.raises(ValueError, match="same videos"):
-    bootstrap.paired_gap_differences(first, second, num_resamples=10)
+    bootstrap.paired_gap_differences(first, other, num_resamples=10)

@@ -53,13 +53,22 @@ def weighted_gap(scores: np.ndarray, hits: np.ndarray, num_labels: np.ndarray,
                    out=np.zeros(len(weights)), where=positives > 0)
 
 
+def _aligned(top_k: dict) -> dict:
+  """`top_k` with its videos in id order (readers interleave shards in varying order)."""
+  ids = np.asarray(top_k["video_ids"])
+  order = np.argsort(ids, kind="stable")
+  if np.unique(ids).size != ids.size:
+    raise ValueError("video ids repeat; each video must be scored once")
+  return {key: np.asarray(value)[order] for key, value in top_k.items()}
+
+
 def paired_gap_differences(first: dict, second: dict, num_resamples: int = 1000,
                            seed: int = 0, chunk: int = 50) -> np.ndarray:
   """GAP(first) − GAP(second) on `num_resamples` paired resamples of the test videos.
 
   Args:
     first, second: `evaluation.evaluate(..., keep_top_k=True)["top_k"]` of two models
-      on the same videos (checked by their ids, in reading order).
+      on the same videos (matched by their ids, in any order).
     num_resamples: bootstrap resamples.
     seed: seed of the resampling.
     chunk: resamples computed at once (memory: chunk × videos × k floats).
@@ -68,10 +77,11 @@ def paired_gap_differences(first: dict, second: dict, num_resamples: int = 1000,
     (num_resamples,) differences.
 
   Raises:
-    ValueError: the two were not scored on the same videos in the same order.
+    ValueError: the two were not scored on the same videos, or an id repeats.
   """
-  if not np.array_equal(np.asarray(first["video_ids"]), np.asarray(second["video_ids"])):
-    raise ValueError("the two models were not scored on the same videos in the same order")
+  first, second = _aligned(first), _aligned(second)
+  if not np.array_equal(first["video_ids"], second["video_ids"]):
+    raise ValueError("the two models were not scored on the same videos")
   if not np.array_equal(first["num_labels"], second["num_labels"]):
     raise ValueError("the two score sets disagree on the videos' labels")
   num_videos = len(first["num_labels"])
