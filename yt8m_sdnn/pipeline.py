@@ -42,7 +42,8 @@ from yt8m_sdnn.subclass import partition, trainer
 from yt8m_sdnn.subclass import plan as plan_lib
 
 COMPARISON_FILE = "comparison.json"
-_REGENERATE = "Delete it (or its stage folder), or rerun with --overwrite, to regenerate it."
+_REGENERATE = ("Delete its stage folder (a row whose model was saved is only scored again if "
+               "just its result is deleted), or rerun with --overwrite, to regenerate it.")
 STAGE_RESULT_FILE = "stage_result.json"
 TOP_K_FILE = "test_top_k.npz"
 METRIC_KEYS = ("gap", "hit_at_one", "perr", "map")
