@@ -62,11 +62,11 @@ def test_state_round_trip_resumes_mid_patience(tmp_path):
   first = early_stopping.ValidationEarlyStopping(lambda: next(scores), str(tmp_path), patience=3)
   first.set_model(model)
   _run_curve(first, model, curve[:3])  # epochs 0-2: best 1, one epoch without improvement
-  state = json.loads(json.dumps(first.state()))  # as the backup stores it
+  state = json.loads(json.dumps(first.backup_state()))  # as the backup stores it
   second = early_stopping.ValidationEarlyStopping(lambda: next(scores), str(tmp_path),
                                                   patience=3)
   second.set_model(model)
-  second.restore(state)
+  second.restore_backup_state(state)
   assert second.best_epoch == 1 and second.wait == 1 and not second.stopped
   for epoch in (3, 4):
     model.get_layer("dense").kernel.assign(np.full((2, 1), float(epoch), np.float32))
@@ -81,7 +81,7 @@ def test_restore_names_missing_best_weights(tmp_path):
   state = {"best_epoch": 2, "best_score": 0.5, "best_weights": "best-epoch0002.weights.h5",
            "wait": 0, "curve": [], "stopped": False}
   with pytest.raises(Exception, match="best-epoch0002.weights.h5"):
-    callback.restore(state)
+    callback.restore_backup_state(state)
 
 
 def test_train_saves_the_best_validation_epoch(synthetic_dir, tmp_path):
@@ -127,7 +127,8 @@ def test_killed_early_stopped_training_resumes_with_the_same_curve(synthetic_dir
   while time.time() < deadline:
     if state_path.exists():
       state = json.loads(state_path.read_text())
-      if len(state.get("early_stopping", {}).get("curve", [])) >= 2 and state["step"] >= 3:
+      stopping = state.get("callbacks", {}).get("ValidationEarlyStopping", {})
+      if len(stopping.get("curve", [])) >= 2 and state["step"] >= 3:
         break
     if process.poll() is not None:
       pytest.fail("training ended before it could be killed")

@@ -5,7 +5,7 @@ Why not `keras.callbacks.EarlyStopping`: it watches a number Keras computes duri
 dies. Here the score is GAP@k over whole validation shards (the YT8M metric, which
 Keras' metrics cannot compute: it pools every class's top-k scores of every video),
 the best weights live in a file, and the state (best epoch, score, epochs without
-improvement, the curve) travels in `training.StepBackup`'s backup, so a killed run
+improvement, the curve) travels in `training.StepBackup`'s backup (`backup_state`), so a killed run
 resumes mid-patience and ends as an uninterrupted one would.
 
 The score is that of the model a user gets: for a subclass network the class-level
@@ -97,14 +97,14 @@ class ValidationEarlyStopping(keras.callbacks.Callback):
         return point["steps"]
     return None
 
-  def state(self) -> dict:
-    """What a backup must hold to resume mid-patience."""
+  def backup_state(self) -> dict:
+    """What a backup must hold to resume mid-patience (`training.StepBackup` saves it)."""
     return {"best_epoch": self.best_epoch, "best_score": self.best_score,
             "best_weights": self.best_weights, "wait": self.wait, "curve": self.curve,
             "stopped": self.stopped, "patience": self.patience}
 
-  def restore(self, state: dict) -> None:
-    """Takes back `state()` from a backup (the best weights file must still exist)."""
+  def restore_backup_state(self, state: dict) -> None:
+    """Takes back `backup_state()` (the best weights file must still exist)."""
     self.best_epoch = state["best_epoch"]
     self.best_score = float(state["best_score"]) if state["best_epoch"] is not None else float(
         "-inf")
@@ -118,8 +118,8 @@ class ValidationEarlyStopping(keras.callbacks.Callback):
           f"{self.weights_dir}: the backup names best weights {self.best_weights!r}, which "
           f"are missing. Delete {self.weights_dir} to start afresh.")
 
-  def prune(self) -> None:
-    """Deletes best-weights files other than the current one (after the backup names it)."""
+  def after_backup(self) -> None:
+    """Deletes best-weights files other than the current one, now the backup names it."""
     if not tf.io.gfile.isdir(self.weights_dir):
       return
     for name in tf.io.gfile.listdir(self.weights_dir):

@@ -243,7 +243,6 @@ class StepBackup(keras.callbacks.Callback):
 
   def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0,
                clock: _Clock | None = None, examples: tf.Variable | None = None,
-               stopping: early_stopping.ValidationEarlyStopping | None = None,
                stateful: dict[str, keras.callbacks.Callback] | None = None):
     super().__init__()
     self.backup_dir = backup_dir
@@ -253,10 +252,9 @@ class StepBackup(keras.callbacks.Callback):
     # The run's totals so far, so a resumed run reports the whole run's steps and time.
     self._clock = clock
     self._examples = examples
-    # Early stopping's state (best epoch, patience counter, curve) resumes with the run.
-    self._stopping = stopping
-    # Other callbacks with state of their own (`backup_state`/`restore_backup_state`,
-    # e.g. the θ monitor's closed windows), by name.
+    # Callbacks with state of their own (`backup_state`/`restore_backup_state`, and
+    # optionally `after_backup`), by name: early stopping's best epoch, patience
+    # counter and curve, the θ monitor's closed windows.
     self._stateful = stateful or {}
 
   def on_epoch_begin(self, epoch, logs=None):
@@ -284,14 +282,13 @@ class StepBackup(keras.callbacks.Callback):
       state.update(total_steps=self._clock.steps, total_seconds=self._clock.elapsed())
     if self._examples is not None:
       state["total_examples"] = int(self._examples.numpy())
-    if self._stopping is not None:
-      state["early_stopping"] = self._stopping.state()
     if self._stateful:
       state["callbacks"] = {name: callback.backup_state()
                             for name, callback in self._stateful.items()}
     artifacts.write_json(state_path, state)
-    if self._stopping is not None:
-      self._stopping.prune()  # older best weights, now that the state names the new ones
+    for callback in self._stateful.values():
+      if hasattr(callback, "after_backup"):
+        callback.after_backup()  # e.g. delete files the new state no longer names
     if previous and previous["weights"] != name:
       stale = os.path.join(self.backup_dir, previous["weights"])
       if tf.io.gfile.exists(stale):
@@ -476,16 +473,15 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     stopping = early_stopping.ValidationEarlyStopping(
         lambda: evaluation.evaluate(saved, val_reader, top_k=top_k)["gap"], backup_dir,
         patience=train_config.patience, steps=lambda: clock.steps)
-    if state is not None and "early_stopping" in state:
-      stopping.restore(state["early_stopping"])
-  stateful = {type(callback).__name__: callback for callback in extra_callbacks
+  stateful = {type(callback).__name__: callback
+              for callback in ([stopping] if stopping else []) + list(extra_callbacks)
               if hasattr(callback, "backup_state")}
   if state is not None:
     for name, callback_state in state.get("callbacks", {}).items():
       if name in stateful:
         stateful[name].restore_backup_state(callback_state)
   backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step,
-                      clock=clock, examples=examples, stopping=stopping, stateful=stateful)
+                      clock=clock, examples=examples, stateful=stateful)
   # Early stopping first: it adds val_gap to the epoch logs TensorBoard writes. The
   # backup last: every callback's state (the θ monitor closing a window, the patience
   # counter) must be current for the step it saves.
