@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from yt8m_sdnn import artifacts, distribute, loss_registry, models, training
 from yt8m_sdnn.data import reader, scan
 from yt8m_sdnn.data.files import resolve_files
+from yt8m_sdnn.neglection import scores
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +74,17 @@ def define_loss_flags() -> None:
 # them it is a cap that early stopping should almost never reach.
 DEFAULT_NUM_EPOCHS = 5
 DEFAULT_NUM_EPOCHS_EARLY_STOPPED = 200
+
+
+def define_neglection_score_flag(allowed: tuple[str, ...] = scores.NEGLECTION_SCORES) -> None:
+  """--neglection_score: which score selects the classes to split (`neglection.scores`)."""
+  oracle_note = (" Oracles (low_val_ap, ap_gap) read the trained baseline on --val_data; "
+                 "for comparison only." if set(scores.ORACLE_SCORES) & set(allowed) else "")
+  flags.DEFINE_enum(
+      "neglection_score", scores.DEFAULT_SCORE, list(allowed),
+      "Which score ranks the classes: paper (eqs. 6-10), null_normalized (θ over its "
+      "frequency-only expectation), frequency_residual (θ over the median θ of classes "
+      "of similar frequency)." + oracle_note)
 
 
 def define_training_flags(model_default: str = "cnn", early_stopping: bool = True) -> None:

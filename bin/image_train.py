@@ -24,6 +24,7 @@ from absl import flags, logging
 from bin import flag_sets
 from yt8m_sdnn import artifacts
 from yt8m_sdnn.image import data, models, training
+from yt8m_sdnn.neglection import scores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "cifar10", sorted(data.DATASETS),
@@ -49,6 +50,7 @@ flags.DEFINE_bool("crop_and_flip", None, "4-pixel pad + random crop and horizont
                   "(default: the data set's, on for CIFAR, off for SVHN).")
 flags.DEFINE_bool("subclass", False, "Train the subclass network (SDNN).")
 flags.DEFINE_integer("neglection_epochs", 30, "Baseline epochs over which θ is measured.")
+flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flags.DEFINE_float("top_fraction", None, "Share of classes split (default: the data set's).")
 flags.DEFINE_integer("num_subclasses", 2, "k-means clusters per split class.")
 flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling, SamplePairing, k-means.")
@@ -69,6 +71,7 @@ def main(argv):
       weight_decay=FLAGS.weight_decay, cutout=FLAGS.cutout, crop_and_flip=FLAGS.crop_and_flip,
       subclass=FLAGS.subclass,
       neglection_epochs=FLAGS.neglection_epochs, top_fraction=FLAGS.top_fraction,
+      neglection_score=FLAGS.neglection_score,
       num_subclasses=FLAGS.num_subclasses, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile)
   if FLAGS.numpy_data:
     images = data.load_numpy(FLAGS.numpy_data)

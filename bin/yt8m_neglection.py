@@ -1,7 +1,8 @@
 """Trains the baseline for a fraction of an epoch and writes TRAIN_DIR/neglection.json.
 
 θ (eqs. 6-9) is averaged over windows of --tau iterations; the classes with the
-largest θ of the last window (eq. 10) are `selected`, most neglected first.
+largest θ of the last window (eq. 10), or of another --neglection_score, are
+`selected`, most neglected first. --init_model measures from a trained model.
 
 Example (the paper's setting on YT8M):
   yt8m-neglection --train_data=/data/yt8m/train --train_dir=/tmp/neglection \
@@ -11,7 +12,7 @@ Example (the paper's setting on YT8M):
 from absl import flags
 
 from bin import flag_sets
-from yt8m_sdnn.neglection import measure
+from yt8m_sdnn.neglection import measure, scores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -24,9 +25,13 @@ flags.DEFINE_float("top_fraction", 0.1, "Share of classes to select (paper: 10%)
 flags.DEFINE_integer("top_k_classes", None,
                      "Number of classes to select, instead of --top_fraction.")
 flags.DEFINE_integer("num_records", None, "Training videos, if known (else counted).")
+flags.DEFINE_string("init_model", None,
+                    "Start from this saved .keras model (same --model, features and classes) "
+                    "instead of from scratch: θ measured late, e.g. on a converged baseline.")
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there "
                      "with the same θ.")
+flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
@@ -42,7 +47,8 @@ def main(argv):
   result = measure.measure_neglection(
       train_config, reader_config, FLAGS.fraction_of_epoch, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k=FLAGS.top_k_classes, num_records=FLAGS.num_records,
-      num_steps=FLAGS.neglection_steps)
+      num_steps=FLAGS.neglection_steps, score=FLAGS.neglection_score,
+      init_model=FLAGS.init_model)
   print(f"selected {len(result['selected'])} classes, most neglected first: "
         f"{result['selected'][:20]}")
 

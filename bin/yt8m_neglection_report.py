@@ -5,7 +5,9 @@ Trains the baseline for --num_epochs with the θ monitor attached (one θ vector
 TRAIN_DIR/neglection_report.json: per θ-window Spearman ρ(θ, validation AP), ρ(θ, class
 frequency), the frequency-controlled ρ, and with --hard_classes_json how many planted
 hard classes the top --top_fraction by θ holds. --plot also draws a PNG (needs
-matplotlib). See `yt8m_sdnn.neglection.evidence` for what each number means.
+matplotlib). --neglection_score picks the score the tables rank by; the JSON's
+`reports` holds every tracked score (and with --oracles the oracles). See
+`yt8m_sdnn.neglection.evidence` for what each number means.
 
 Example (synthetic shards from yt8m-synth; about 3 minutes on 2 CPU cores):
   yt8m-neglection-report --train_data=/tmp/synth/train --eval_data=/tmp/synth/validate \
@@ -19,7 +21,7 @@ from absl import flags, logging
 
 from bin import flag_sets
 from yt8m_sdnn import artifacts, models, training
-from yt8m_sdnn.neglection import evidence, plot
+from yt8m_sdnn.neglection import evidence, plot, scores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -33,7 +35,11 @@ flags.DEFINE_string("hard_classes_json", None,
                     "Optional: yt8m-synth's OUTPUT/hard_classes.json, to count planted hard "
                     "classes among the selected.")
 flags.DEFINE_string("plot", None, "Optional: write a Figure-1-style PNG here (needs matplotlib).")
+flags.DEFINE_bool("oracles", False,
+                  "Also report the oracle scores low_val_ap and ap_gap of the trained model "
+                  "(scores the training shards in memory: videos × classes × 5 bytes).")
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
+flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
@@ -55,7 +61,7 @@ def main(argv):
                   if FLAGS.hard_classes_json else None)
   payload = evidence.measure_neglection_evidence(
       train_config, train_reader, eval_reader, FLAGS.tau, hard_classes=hard_classes,
-      top_fraction=FLAGS.top_fraction)
+      top_fraction=FLAGS.top_fraction, score=FLAGS.neglection_score, oracles=FLAGS.oracles)
   path = os.path.join(FLAGS.train_dir, evidence.REPORT_FILE)
   artifacts.write_json(path, payload)
   logging.info("wrote %s", path)

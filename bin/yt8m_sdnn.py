@@ -5,7 +5,8 @@ baselines, θ over the first part of an epoch (or --neglection_steps), selection
 the most neglected classes, Algorithm 1's partition pass (the plan), the subclass
 version of --model on the online transform, the baseline given the SDNN row's number
 of steps, evaluation of every row on --eval_data. With --val_data every row is
-early-stopped on those shards and keeps its best epoch.
+early-stopped on those shards and keeps its best epoch. --neglection_score picks the
+score that selects the classes (default the paper's θ).
 
 Example:
   yt8m-sdnn --train_data=/data/yt8m/train --eval_data=/data/yt8m/validate \
@@ -13,6 +14,8 @@ Example:
   # Every row trained to its best validation epoch, on the logistic family:
   yt8m-sdnn --model=logistic --train_data=TRAIN --val_data=VAL --eval_data=TEST \
       --work_dir=/tmp/sdnn_lr --stages=baseline,sdnn --seed=0
+  # Split the classes the converged baseline learned worst on VAL (an oracle):
+  yt8m-sdnn --model=logistic ... --val_data=VAL --neglection_score=low_val_ap
   # SDNN against the losses a practitioner would try first, on one step budget:
   yt8m-sdnn ... --stages=baseline,sdnn,baseline_equal_steps,baseline_equal_steps:focal,\
       baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,sdnn:asymmetric
@@ -36,11 +39,16 @@ flags.DEFINE_bool("overwrite", False, "Rerun stages whose outputs exist.")
 flags.DEFINE_float("fraction_of_epoch", 1 / 3, "Share of an epoch over which θ is measured.")
 flags.DEFINE_integer("neglection_steps", None,
                      "Iterations over which θ is measured, instead of --fraction_of_epoch.")
+flags.DEFINE_bool("neglection_from_baseline", False,
+                  "Measure the tracked --neglection_score over --neglection_steps continuing "
+                  "from the trained baseline row (θ measured late, after convergence with "
+                  "--val_data) instead of from scratch.")
 flags.DEFINE_integer("tau", None, "Iterations per θ window (default: all of them).")
 flags.DEFINE_float("top_fraction", 0.1, "Share of classes to split (paper: 10%).")
 flags.DEFINE_integer("top_k_classes", None, "Number of classes to split, instead.")
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k (validation and evaluation).")
+flag_sets.define_neglection_score_flag()
 flag_sets.define_training_flags()
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
@@ -63,7 +71,8 @@ def main(argv):
       stages=tuple(FLAGS.stages), fraction_of_epoch=FLAGS.fraction_of_epoch,
       neglection_steps=FLAGS.neglection_steps, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
-      extrapolation=FLAGS.extrapolation)
+      extrapolation=FLAGS.extrapolation, neglection_score=FLAGS.neglection_score,
+      neglection_from_baseline=FLAGS.neglection_from_baseline)
   comparison = pipeline.run(config)
   print(pipeline.format_table(comparison))
 

@@ -12,6 +12,13 @@ copies, no split). The SDNN rows share two stages: `neglection` (θ of the basel
 model over a fraction of an epoch or a number of steps, eqs. 6-10) and `partition`
 (Algorithm 1, the plan).
 
+Which classes are split is `PipelineConfig.neglection_score` (`neglection.scores`): a
+tracked score (the paper's θ by default) measured over the first steps from scratch,
+or, with `neglection_from_baseline`, over steps continuing from the trained `baseline`
+row (θ measured late); or an oracle (`low_val_ap`, `ap_gap`) read off the trained
+baseline on the validation shards, for comparison only. Both need the baseline row,
+which is trained first if it has not been.
+
 With validation shards (`val_reader`) every row is early-stopped on them
 (`training.train`): it trains until `train.patience` epochs bring no better
 validation GAP, keeps its best epoch's weights, and only then is scored once on the
@@ -37,7 +44,8 @@ from absl import logging
 
 from yt8m_sdnn import artifacts, distribute, evaluation, loss_registry, models, training
 from yt8m_sdnn.data import class_counts, reader
-from yt8m_sdnn.neglection import measure
+from yt8m_sdnn.neglection import measure, oracle
+from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.subclass import partition, trainer
 from yt8m_sdnn.subclass import plan as plan_lib
 
@@ -75,6 +83,9 @@ class PipelineConfig:
     model: the model family of the baseline, θ and SDNN rows (`models.MODEL_REGISTRY`).
     val_reader: validation shards for early stopping (None: train `num_epochs`).
     neglection_steps: iterations of the θ stage, instead of `fraction_of_epoch`.
+    neglection_score: which score selects the classes (`scores.NEGLECTION_SCORES`).
+    neglection_from_baseline: measure a tracked score from the trained baseline row's
+      weights instead of from scratch.
   """
   work_dir: str
   train_reader: reader.ReaderConfig
@@ -91,8 +102,17 @@ class PipelineConfig:
   model: str = "cnn"
   val_reader: reader.ReaderConfig | None = None
   neglection_steps: int | None = None
+  neglection_score: str = scores_lib.DEFAULT_SCORE
+  neglection_from_baseline: bool = False
 
   def __post_init__(self):
+    scores_lib.check_score(self.neglection_score)
+    if self.neglection_score in scores_lib.ORACLE_SCORES and self.val_reader is None:
+      raise ValueError(f"neglection_score={self.neglection_score!r} is an oracle read on "
+                       "validation shards; give val_reader (--val_data)")
+    if self.neglection_from_baseline and self.neglection_score in scores_lib.ORACLE_SCORES:
+      raise ValueError("neglection_from_baseline applies to tracked scores; the oracles "
+                       "always read the trained baseline")
     if self.model not in models.MODEL_REGISTRY:
       raise ValueError(
           f"Expected one of {sorted(models.MODEL_REGISTRY)}. Received: model={self.model!r}")
@@ -183,12 +203,23 @@ def _neglection(config: PipelineConfig) -> dict:
   done = _load_done(config, "neglection", measure.NEGLECTION_FILE)
   if done is not None:
     return artifacts.read_json(done, regenerate_hint=_REGENERATE)
-  train_config = dataclasses.replace(config.train, train_dir=_stage_dir(config, "neglection"),
-                                     model=config.model)
+  train_dir = _stage_dir(config, "neglection")
+  baseline_model = None
+  if config.neglection_from_baseline or config.neglection_score in scores_lib.ORACLE_SCORES:
+    _train_and_evaluate(config, "baseline", config.model)  # done already: read back
+    baseline_dir = _stage_dir(config, "baseline")
+    baseline_model = os.path.join(baseline_dir, training.MODEL_FILE)
+  if config.neglection_score in scores_lib.ORACLE_SCORES:
+    return oracle.measure_oracle(
+        config.neglection_score, training.load_trained_model(baseline_dir), config.val_reader,
+        config.train_reader, train_dir, top_fraction=config.top_fraction,
+        top_k=config.top_k_classes)
+  train_config = dataclasses.replace(config.train, train_dir=train_dir, model=config.model)
   return measure.measure_neglection(
       train_config, config.train_reader, config.fraction_of_epoch, tau=config.tau,
       top_fraction=config.top_fraction, top_k=config.top_k_classes,
-      num_steps=config.neglection_steps)
+      num_steps=config.neglection_steps, score=config.neglection_score,
+      init_model=baseline_model)
 
 
 def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.SubclassPlan:

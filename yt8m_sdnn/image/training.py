@@ -30,6 +30,7 @@ from absl import logging
 
 from yt8m_sdnn import losses
 from yt8m_sdnn.image import data, input_pipeline, models, subclass
+from yt8m_sdnn.neglection import scores
 from yt8m_sdnn.neglection.monitor import NeglectionMonitor, attach_neglection_monitor
 
 # Config fields whose None means "the data set's value" (`data.DatasetSpec`).
@@ -54,6 +55,8 @@ class ImageTrainConfig:
     crop_and_flip: 4-pixel pad + random crop and horizontal flip (CIFAR: yes).
     subclass: train the subclass network (SDNN) instead of the baseline.
     neglection_epochs: epochs of the baseline over which θ is measured (paper: 30).
+    neglection_score: the tracked score that selects the classes
+      (`neglection.scores.TRACKED_SCORES`; the paper's θ by default).
     top_fraction: share of classes split (paper: 20% CIFAR-10/SVHN, 10% CIFAR-100).
     num_subclasses: subclasses per split class (k-means clusters; paper: 2).
     seed: seed of initialization, shuffling, augmentation, SamplePairing and k-means.
@@ -80,6 +83,7 @@ class ImageTrainConfig:
   crop_and_flip: bool | None = None
   subclass: bool = False
   neglection_epochs: int = 30
+  neglection_score: str = "paper"
   top_fraction: float | None = None
   num_subclasses: int = 2
   seed: int = 0
@@ -97,6 +101,7 @@ class ImageTrainConfig:
                        f"decay_epochs={self.decay_epochs}")
     if self.subclass and self.neglection_epochs < 1:
       raise ValueError(f"Expected neglection_epochs >= 1. Received: {self.neglection_epochs}")
+    scores.check_score(self.neglection_score, scores.TRACKED_SCORES)
     if self.top_fraction is not None and not 0.0 < self.top_fraction <= 1.0:
       raise ValueError(f"Expected 0 < top_fraction <= 1. Received: {self.top_fraction}")
     if self.num_subclasses < 2:
@@ -170,13 +175,13 @@ def measure_neglection(config: ImageTrainConfig, images: np.ndarray, labels: np.
 
   Returns:
     The monitor: `select()` gives the top `top_fraction` classes by the last epoch's
-    θ, most neglected first; `history` holds every epoch's θ.
+    θ (or `neglection_score`), most neglected first; `history` holds every epoch's θ.
   """
   model = models.build_image_model(config.model, images.shape[1:], num_classes,
                                    config.weight_decay)
   wrapper, monitor = attach_neglection_monitor(
       model, tau=_steps_per_epoch(len(images), config), top_fraction=config.top_fraction,
-      outputs_are_logits=True)
+      outputs_are_logits=True, score=config.neglection_score)
   _train(wrapper, losses.SigmoidCrossEntropy(from_logits=True), images,
          _one_hot(labels, num_classes), statistics, config, config.neglection_epochs,
          [monitor])

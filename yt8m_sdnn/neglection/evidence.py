@@ -49,6 +49,7 @@ from absl import logging
 from yt8m_sdnn import artifacts, evaluation, models, training
 from yt8m_sdnn.data import reader
 from yt8m_sdnn.data.class_counts import count_class_positives
+from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.neglection.monitor import DEFAULT_TOP_FRACTION, attach_neglection_monitor
 from yt8m_sdnn.neglection.selection import num_selected_classes, select_neglected_classes
 
@@ -164,6 +165,52 @@ def hypergeometric_tail(observed: int, population: int, successes: int, draws: i
   return tail / total
 
 
+_SUM_KEYS = scores_lib.SUM_KEYS
+
+
+def _has_sums(window: dict) -> bool:
+  return all(key in window for key in _SUM_KEYS)
+
+
+def _score_from_sums(score: str, sums: dict, no_positive: str) -> np.ndarray:
+  return scores_lib.tracked_scores(
+      score, {key: np.asarray(sums[key], np.float64) for key in _SUM_KEYS},
+      no_positive=no_positive)
+
+
+def window_scores(history: Sequence[dict], score: str = scores_lib.DEFAULT_SCORE,
+                  no_positive: str = "skip") -> list[np.ndarray]:
+  """Every window's values of a tracked score, from its sums (θ itself needs none).
+
+  Raises:
+    ValueError: `score` is not `paper` and a window has no sums (an old JSON).
+  """
+  scores_lib.check_score(score, scores_lib.TRACKED_SCORES)
+  if score == "paper" and not all(_has_sums(w) for w in history):
+    return [_floats(w["theta"]) for w in history]
+  if not all(_has_sums(w) for w in history):
+    raise ValueError(f"neglection_score={score!r} needs each window's sums {list(_SUM_KEYS)}")
+  return [_score_from_sums(score, w, no_positive) for w in history]
+
+
+def cumulative_scores(history: Sequence[dict], score: str = scores_lib.DEFAULT_SCORE,
+                      no_positive: str = "skip") -> list[np.ndarray]:
+  """A tracked score over iterations 1..end_iteration of every window, from the sums.
+
+  Histories without sums (older JSON) give θ by `cumulative_theta`.
+  """
+  if not all(_has_sums(w) for w in history):
+    if score != "paper":
+      raise ValueError(f"neglection_score={score!r} needs each window's sums {list(_SUM_KEYS)}")
+    return cumulative_theta(history)
+  totals, cumulative = None, []
+  for window in history:
+    sums = {key: np.asarray(window[key], np.float64) for key in _SUM_KEYS}
+    totals = sums if totals is None else {key: totals[key] + sums[key] for key in _SUM_KEYS}
+    cumulative.append(_score_from_sums(score, totals, no_positive))
+  return cumulative
+
+
 def cumulative_theta(history: Sequence[dict]) -> list[np.ndarray]:
   """θ over iterations 1..end_iteration of every window, from the per-window θ.
 
@@ -244,8 +291,13 @@ def ranking_statistics(theta, class_ap, class_counts, hard_classes: Optional[Seq
 
 def neglection_report(history: Sequence[dict], class_ap, class_counts,
                       hard_classes: Optional[Sequence[int]] = None,
-                      top_fraction: float = DEFAULT_TOP_FRACTION) -> dict[str, Any]:
+                      top_fraction: float = DEFAULT_TOP_FRACTION,
+                      score: str = scores_lib.DEFAULT_SCORE,
+                      no_positive: str = "skip") -> dict[str, Any]:
   """`ranking_statistics` for every θ-window of a neglection history, and cumulatively.
+
+  The statistics rank the classes by `score` (a tracked score, default θ itself; the
+  keys keep the name `theta` for any score), computed from each window's sums.
 
   Args:
     history: `NeglectionMonitor.history` (or its JSON): dicts with `end_iteration`,
@@ -255,9 +307,11 @@ def neglection_report(history: Sequence[dict], class_ap, class_counts,
     class_counts: training positives per class (its frequency).
     hard_classes: planted hard classes (synthetic data), or None when unknown.
     top_fraction: share of the classes selected by θ (eq. 10; the paper: 10%).
+    score: which tracked score ranks the classes (`scores.TRACKED_SCORES`).
+    no_positive: the monitor's mode, used when a score is recomputed from sums.
 
   Returns:
-    {"num_classes", "num_selected", "top_fraction", "rho_ap_frequency",
+    {"score", "num_classes", "num_selected", "top_fraction", "rho_ap_frequency",
     "windows": [per window: `end_iteration`, `num_iterations` and the
     `ranking_statistics`], "cumulative": [the same for θ over iterations
     1..end_iteration; empty when the history has no `positive_minibatches`]}.
@@ -290,14 +344,16 @@ def neglection_report(history: Sequence[dict], class_ap, class_counts,
                  **ranking_statistics(theta, class_ap, counts, hard_classes, num_selected))
             for window, theta in zip(history, thetas)]
 
-  has_counts = bool(history) and all("positive_minibatches" in w for w in history)
+  has_counts = bool(history) and (all(_has_sums(w) for w in history) or (
+      score == "paper" and all("positive_minibatches" in w for w in history)))
   return {
+      "score": score,
       "num_classes": int(counts.size),
       "num_selected": num_selected,
       "top_fraction": top_fraction,
       "rho_ap_frequency": spearman_rank_correlation(class_ap, counts),
-      "windows": rows([w["theta"] for w in history]),
-      "cumulative": rows(cumulative_theta(history)) if has_counts else [],
+      "windows": rows(window_scores(history, score, no_positive)),
+      "cumulative": rows(cumulative_scores(history, score, no_positive)) if has_counts else [],
   }
 
 
@@ -381,7 +437,8 @@ def measure_neglection_evidence(
     train_config: training.TrainConfig, train_reader: reader.ReaderConfig,
     eval_reader: reader.ReaderConfig, tau: int,
     hard_classes: Optional[Sequence[int]] = None,
-    top_fraction: float = DEFAULT_TOP_FRACTION) -> dict[str, Any]:
+    top_fraction: float = DEFAULT_TOP_FRACTION, score: str = scores_lib.DEFAULT_SCORE,
+    oracles: bool = False) -> dict[str, Any]:
   """Trains the baseline with the θ monitor for the whole run and reports θ vs AP.
 
   The baseline is trained exactly as `training.train` trains it (its epochs and
@@ -399,10 +456,17 @@ def measure_neglection_evidence(
     tau: τ, iterations per θ window.
     hard_classes: planted hard classes, when known.
     top_fraction: share of classes selected by θ.
+    score: the tracked score of `report` and `selected` (`scores.TRACKED_SCORES`).
+    oracles: also score the training shards (in memory, like the validation ones) and
+      report the oracle scores `low_val_ap` and `ap_gap` of the trained baseline, the
+      ceiling a tracked score is compared with.
 
   Returns:
-    A JSON-ready dict (None for NaN): `report` (`neglection_report`), `history`
-    (`end_iteration`, `num_iterations`, `theta`, `positive_minibatches` per window),
+    A JSON-ready dict (None for NaN): `score`, `report` (`neglection_report` of
+    `score`), `reports` (one per tracked score, and per oracle with `oracles`: a
+    single row), `history` (`end_iteration`, `num_iterations`, `theta` and the
+    window's sums `ratio_sums`, `null_ratio_sums`, `positive_minibatches`,
+    `num_minibatches`, from which every tracked score is recomputed),
     `class_ap`, `class_counts`, `hard_classes`, `selected` (top classes of the last
     window), `mean_average_precision` (mean of the class APs), the training and
     evaluation sizes and the training time.
@@ -418,6 +482,7 @@ def measure_neglection_evidence(
         f"train and eval data must have the same classes and features. Received: "
         f"{train_reader.num_classes} vs {eval_reader.num_classes} classes, "
         f"{train_reader.feature_size} vs {eval_reader.feature_size} features")
+  scores_lib.check_score(score, scores_lib.TRACKED_SCORES)
   backup_dir = os.path.join(train_config.train_dir, "backup")
   if training.read_backup_state(backup_dir) is not None:
     raise ValueError(
@@ -428,7 +493,7 @@ def measure_neglection_evidence(
   model = models.build_model(train_config.model, train_reader.feature_size,
                              train_reader.num_classes, weight_decay=train_config.l2_coefficient)
   wrapper, monitor = attach_neglection_monitor(
-      model, tau, top_fraction=top_fraction,
+      model, tau, top_fraction=top_fraction, score=score,
       log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
   if train_config.steps_per_epoch is None:
     # An exact step count: with none, Keras ends each epoch on an empty read, and the
@@ -442,11 +507,28 @@ def measure_neglection_evidence(
                len(monitor.history))
   scores, labels = score_videos(result.model, eval_reader)
   class_ap = per_class_average_precision(scores, labels)
-  report = neglection_report(monitor.history, class_ap, class_counts,
-                             hard_classes=hard_classes, top_fraction=top_fraction)
+  reports = {name: neglection_report(monitor.history, class_ap, class_counts,
+                                     hard_classes=hard_classes, top_fraction=top_fraction,
+                                     score=name, no_positive=monitor.no_positive)
+             for name in scores_lib.TRACKED_SCORES}
+  train_ap = None
+  if oracles:
+    train_scores, train_labels = score_videos(result.model, train_reader)
+    train_ap = per_class_average_precision(train_scores, train_labels)
+    del train_scores, train_labels
+    num_selected = num_selected_classes(class_counts.size, top_fraction)
+    for name in scores_lib.ORACLE_SCORES:
+      values = scores_lib.oracle_from_ap(name, class_ap, labels.sum(axis=0), train_ap)
+      reports[name] = {"score": name, "windows": [dict(
+          {"end_iteration": result.steps, "num_iterations": None},
+          **ranking_statistics(values, class_ap, class_counts, hard_classes, num_selected))]}
   history = [{"end_iteration": int(window["end_iteration"]),
               "num_iterations": int(window["num_iterations"]),
               "theta": window["theta"],
+              "num_minibatches": float(window["num_minibatches"]),
+              "ratio_sums": window["ratio_sums"],
+              "null_ratio_sums": window["null_ratio_sums"],
+              "positive_counts": window["positive_counts"],
               "positive_minibatches": np.asarray(window["positive_minibatches"]).astype(int)}
              for window in monitor.history]
   return json_ready({
@@ -459,13 +541,16 @@ def measure_neglection_evidence(
       "num_eval_videos": int(labels.shape[0]),
       "train_steps": result.steps,
       "train_seconds": result.seconds,
+      "score": score,
       "mean_average_precision": _nanmean(class_ap),
       "hard_classes": None if hard_classes is None else sorted(int(c) for c in hard_classes),
       "selected": monitor.select(top_fraction=top_fraction),
       "class_counts": class_counts,
       "class_ap": class_ap,
+      "train_class_ap": train_ap,
       "history": history,
-      "report": report,
+      "report": reports[score],
+      "reports": reports,
   })
 
 

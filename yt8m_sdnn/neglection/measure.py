@@ -11,10 +11,12 @@ import dataclasses
 import math
 import os
 
+import keras
 from absl import logging
 
 from yt8m_sdnn import artifacts, models, training
 from yt8m_sdnn.data import files, reader
+from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.neglection.monitor import DEFAULT_TOP_FRACTION, attach_neglection_monitor
 
 NEGLECTION_FILE = "neglection.json"
@@ -24,8 +26,13 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
                        fraction_of_epoch: float, tau: int | None = None,
                        top_fraction: float | None = DEFAULT_TOP_FRACTION,
                        top_k: int | None = None, num_records: int | None = None,
-                       num_steps: int | None = None) -> dict:
+                       num_steps: int | None = None, score: str = scores_lib.DEFAULT_SCORE,
+                       init_model: str | None = None) -> dict:
   """Trains `train_config.model` for a fraction of an epoch and writes neglection.json.
+
+  From scratch by default, as the paper does; with `init_model` the run starts from a
+  trained model's weights (e.g. the early-stopped baseline), so θ is measured late, on
+  windows after the baseline has converged, instead of over the first steps.
 
   Args:
     train_config: the baseline's training settings; `train_dir` receives the JSON,
@@ -39,18 +46,25 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
     num_steps: iterations to train, instead of `fraction_of_epoch` (the shards repeat
       as needed). On a small training set a fraction of an epoch is a handful of
       minibatches; the paper's 1/3 of YT8M's epoch is ~2,500 of them.
+    score: the tracked score that selects the classes (`scores.TRACKED_SCORES`).
+    init_model: a saved `.keras` model of the same family and shape to start from.
 
   Returns:
-    The JSON written: `theta`, `selected`, `tau`, `num_iterations`, `history`, ...
+    The JSON written: `theta`, `score`, `score_values`, `selected`, `tau`,
+    `num_iterations`, `history`, `init_model`, ...
 
   Raises:
-    ValueError: a fraction or `num_steps` ≤ 0, or τ larger than the iterations run.
+    ValueError: a fraction or `num_steps` ≤ 0, τ larger than the iterations run, an
+      unknown or oracle `score`, or an `init_model` whose shape does not match.
     artifacts.ArtifactError: `train_dir` cannot be written.
   """
   if not fraction_of_epoch > 0:
     raise ValueError(f"fraction_of_epoch must be > 0. Received: {fraction_of_epoch}")
   if num_steps is not None and num_steps <= 0:
     raise ValueError(f"neglection_steps must be > 0. Received: {num_steps}")
+  scores_lib.check_score(score, scores_lib.TRACKED_SCORES)
+  if init_model is not None and not os.path.exists(init_model):
+    raise ValueError(f"init_model {init_model!r} does not exist")
   artifacts.ensure_writable_dir(train_config.train_dir)
   num_records = num_records or files.count_records(reader_config.data_pattern)
   steps_per_epoch = math.ceil(num_records / reader_config.batch_size)
@@ -71,8 +85,10 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
   model = models.build_model(train_config.model, reader_config.feature_size,
                              reader_config.num_classes, weight_decay=train_config.l2_coefficient,
                              **train_config.model_options)
+  if init_model is not None:
+    _load_weights(model, init_model)
   wrapper, monitor = attach_neglection_monitor(
-      model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k,
+      model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k, score=score,
       log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
   # Repeat the shards when more than one epoch's worth of steps is asked for.
   reader_config = dataclasses.replace(
@@ -82,8 +98,25 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
   payload = monitor.to_dict()
   payload.update(iterations_run=steps, fraction_of_epoch=fraction_of_epoch,
                  num_records=num_records, batch_size=reader_config.batch_size,
-                 num_classes=reader_config.num_classes, model=train_config.model)
+                 num_classes=reader_config.num_classes, model=train_config.model,
+                 init_model=init_model)
   path = os.path.join(train_config.train_dir, NEGLECTION_FILE)
   artifacts.write_json(path, payload)
   logging.info("wrote %s: %d classes selected", path, len(payload["selected"]))
   return payload
+
+
+def _load_weights(model: keras.Model, path: str) -> None:
+  """Copies a saved model's weights into `model`, refusing a different architecture."""
+  try:
+    source = keras.saving.load_model(path, safe_mode=True, compile=False)
+  except (ValueError, OSError, KeyError) as error:
+    raise artifacts.ArtifactError(f"init_model {path}: cannot load the model ({error})") from None
+  shapes = [tuple(w.shape) for w in model.weights]
+  source_shapes = [tuple(w.shape) for w in source.weights]
+  if shapes != source_shapes:
+    raise ValueError(
+        f"init_model {path}: its weights {source_shapes[:4]}... do not match the "
+        f"{model.name!r} being measured ({shapes[:4]}...); give a model of the same "
+        "--model, features and classes")
+  model.set_weights(source.get_weights())

@@ -16,11 +16,17 @@ recorded with it, may exceed τ by up to k - 1). A window still open when `fit`
 returns stays in the accumulators: the next `fit` continues it, and `flush()` closes
 it early.
 
+Scores: θ (eq. 9, `theta`) is always computed; `score` names the score that ranks
+the classes for `select()` (`scores.TRACKED_SCORES`, default the paper's θ), whose
+values are `score_values`. Every window keeps its raw sums, so any tracked score of
+any window (or of several windows together) can be recomputed afterwards.
+
 JSON (`to_dict`, `write_json`): `theta` (one number per class, null where NaN),
-`selected` (class ids, most neglected first), `tau`, `num_iterations` (iterations
-averaged in `theta`), `end_iteration`, `no_positive`, `positive_minibatches` (per
+`score` and `score_values` (the ranking score and its values, equal to `theta` for
+`paper`), `selected` (class ids, most neglected first, by `score_values`), `tau`,
+`num_iterations` (iterations averaged in `theta`), `end_iteration`, `no_positive`, `positive_minibatches` (per
 class, the minibatches of the latest window with a positive) and `history` (every
-window's `end_iteration`, `num_iterations` and `theta`).
+window's `end_iteration`, `num_iterations`, `theta` and `score_values`).
 """
 
 from __future__ import annotations
@@ -35,13 +41,15 @@ from absl import logging
 
 from yt8m_sdnn import artifacts
 from yt8m_sdnn.models import OUTPUT_LAYER_NAME
+from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.neglection.selection import select_neglected_classes
-from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, check_no_positive,
-                                             neglection_scores)
+from yt8m_sdnn.neglection.statistics import DEFAULT_EPSILON, check_no_positive
 from yt8m_sdnn.neglection.tracking import NeglectionTrackingModel
 
 # The paper selects 10% of the YouTube-8M classes (section 3.3) and CIFAR-100's.
 DEFAULT_TOP_FRACTION = 0.1
+# The per-class sums a window keeps (and a backup holds) besides its counts.
+_WINDOW_SUMS = ("ratio_sums", "null_ratio_sums", "positive_minibatches", "positive_counts")
 
 
 def _json_floats(values: np.ndarray) -> list[Optional[float]]:
@@ -61,10 +69,11 @@ class NeglectionMonitor(keras.callbacks.Callback):
     top_k: default number of classes for `select()`; when given it replaces
       `top_fraction`.
     log_dir: TensorBoard directory for the θ histogram and scalars; None writes none.
+    score: the score `select()` ranks by, one of `scores.TRACKED_SCORES`.
 
   Raises:
-    ValueError: for tau < 1, an unknown `no_positive`, or a `top_fraction` outside
-      (0, 1] or negative `top_k`.
+    ValueError: for tau < 1, an unknown `no_positive` or `score`, or a
+      `top_fraction` outside (0, 1] or negative `top_k`.
 
   Example:
     wrapper, monitor = attach_neglection_monitor(build_cnn(1152, 3862), tau=500)
@@ -76,8 +85,10 @@ class NeglectionMonitor(keras.callbacks.Callback):
 
   def __init__(self, tau: int, no_positive: str = "skip",
                top_fraction: Optional[float] = DEFAULT_TOP_FRACTION,
-               top_k: Optional[int] = None, log_dir: Optional[str] = None):
+               top_k: Optional[int] = None, log_dir: Optional[str] = None,
+               score: str = scores_lib.DEFAULT_SCORE):
     super().__init__()
+    self.score = scores_lib.check_score(score, scores_lib.TRACKED_SCORES)
     if int(tau) != tau or tau < 1:
       raise ValueError(f"Expected an integer tau >= 1. Received: tau={tau!r}")
     if top_k is not None:
@@ -142,34 +153,31 @@ class NeglectionMonitor(keras.callbacks.Callback):
     return {"end_iteration": self._end_iteration, "history": [{
         "end_iteration": window["end_iteration"],
         "num_iterations": window["num_iterations"],
-        "theta": _json_floats(window["theta"]),
-        "positive_minibatches": [float(c) for c in window["positive_minibatches"]],
+        "num_minibatches": window["num_minibatches"],
+        **{key: [float(v) for v in window[key]] for key in _WINDOW_SUMS},
     } for window in self.history]}
 
   def restore_backup_state(self, state: dict[str, Any]) -> None:
     """Takes back `backup_state()`; the open window continues from the restored weights."""
     self._end_iteration = int(state["end_iteration"])
-    self.history = [{
-        "end_iteration": int(window["end_iteration"]),
-        "num_iterations": int(window["num_iterations"]),
-        "theta": np.array([np.nan if v is None else v for v in window["theta"]], np.float64),
-        "positive_minibatches": np.asarray(window["positive_minibatches"], np.float64),
-    } for window in state["history"]]
+    self.history = [self._window(
+        int(window["end_iteration"]), int(window["num_iterations"]),
+        float(window["num_minibatches"]),
+        **{key: np.asarray(window[key], np.float64) for key in _WINDOW_SUMS})
+                    for window in state["history"]]
     # The accumulators were restored with the weights: the first fit must not zero them.
     self._started = True
 
   def _close_window(self) -> None:
     state = self.model.read_neglection_state()
-    theta = neglection_scores(state.ratio_sums, state.positive_minibatches,
-                              state.num_minibatches, no_positive=self.no_positive)
     num_iterations = state.num_iterations
     self._end_iteration += num_iterations
-    self.history.append({
-        "end_iteration": self._end_iteration,
-        "num_iterations": num_iterations,
-        "theta": theta,
-        "positive_minibatches": state.positive_minibatches,
-    })
+    window = self._window(self._end_iteration, num_iterations, state.num_minibatches,
+                          ratio_sums=state.ratio_sums, null_ratio_sums=state.null_ratio_sums,
+                          positive_minibatches=state.positive_minibatches,
+                          positive_counts=state.positive_counts)
+    self.history.append(window)
+    theta = window["theta"]
     self.model.reset_neglection_state()
     scored = theta[~np.isnan(theta)]
     if scored.size:
@@ -183,6 +191,18 @@ class NeglectionMonitor(keras.callbacks.Callback):
                    "was seen positive.", self._end_iteration, num_iterations)
     if self._writer is not None:
       self._write_summaries(theta, scored)
+
+  def _window(self, end_iteration: int, num_iterations: int, num_minibatches: float,
+              **sums: np.ndarray) -> dict[str, Any]:
+    """One closed window: its sums (`_WINDOW_SUMS`), θ (eq. 9) and the score's values."""
+    window = dict(sums, end_iteration=end_iteration, num_iterations=num_iterations,
+                  num_minibatches=num_minibatches)
+
+    def values(score: str) -> np.ndarray:
+      return scores_lib.tracked_scores(score, window, no_positive=self.no_positive)
+    theta = values("paper")
+    return {**window, "theta": theta,
+            "score_values": theta if self.score == "paper" else values(self.score)}
 
   def _write_summaries(self, theta: np.ndarray, scored: np.ndarray) -> None:
     with self._writer.as_default(step=self._end_iteration):
@@ -219,7 +239,7 @@ class NeglectionMonitor(keras.callbacks.Callback):
     Raises:
       ValueError: before the first window closes, or when both arguments are given.
     """
-    theta = self._latest()["theta"]
+    theta = self._latest()["score_values"]
     if top_fraction is None and top_k is None:
       top_fraction, top_k = self.top_fraction, self.top_k
     return select_neglected_classes(theta, top_fraction=top_fraction, top_k=top_k)
@@ -233,6 +253,8 @@ class NeglectionMonitor(keras.callbacks.Callback):
     latest = self._latest()
     return {
         "theta": _json_floats(latest["theta"]),
+        "score": self.score,
+        "score_values": _json_floats(latest["score_values"]),
         "selected": self.select().tolist(),
         "tau": self.tau,
         "num_iterations": latest["num_iterations"],
@@ -245,6 +267,7 @@ class NeglectionMonitor(keras.callbacks.Callback):
             "end_iteration": window["end_iteration"],
             "num_iterations": window["num_iterations"],
             "theta": _json_floats(window["theta"]),
+            "score_values": _json_floats(window["score_values"]),
         } for window in self.history],
     }
 
@@ -256,14 +279,15 @@ class NeglectionMonitor(keras.callbacks.Callback):
 def attach_neglection_monitor(
     model: keras.Model, tau: int, *, no_positive: str = "skip",
     top_fraction: Optional[float] = DEFAULT_TOP_FRACTION, top_k: Optional[int] = None,
-    log_dir: Optional[str] = None, output_layer_name: str = OUTPUT_LAYER_NAME,
+    log_dir: Optional[str] = None, score: str = scores_lib.DEFAULT_SCORE,
+    output_layer_name: str = OUTPUT_LAYER_NAME,
     outputs_are_logits: bool = False, include_bias: bool = False, method: str = "auto",
     epsilon: float = DEFAULT_EPSILON) -> tuple[NeglectionTrackingModel, NeglectionMonitor]:
   """Wraps `model` for θ tracking and makes the callback that reads it.
 
   Args:
     model: the model to train; see `NeglectionTrackingModel`.
-    tau, no_positive, top_fraction, top_k, log_dir: see `NeglectionMonitor`.
+    tau, no_positive, top_fraction, top_k, log_dir, score: see `NeglectionMonitor`.
     output_layer_name, outputs_are_logits, include_bias, method, epsilon: see
       `NeglectionTrackingModel`.
 
@@ -278,7 +302,7 @@ def attach_neglection_monitor(
     monitor.write_json("train_dir/neglection.json")
   """
   monitor = NeglectionMonitor(tau, no_positive=no_positive, top_fraction=top_fraction,
-                              top_k=top_k, log_dir=log_dir)
+                              top_k=top_k, log_dir=log_dir, score=score)
   wrapper = NeglectionTrackingModel(
       model, output_layer_name=output_layer_name, outputs_are_logits=outputs_are_logits,
       include_bias=include_bias, method=method, epsilon=epsilon)

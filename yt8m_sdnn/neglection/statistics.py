@@ -255,6 +255,80 @@ def minibatch_neglection_ratios(features: tf.Tensor, outputs: tf.Tensor,
   return ratios, has_positive
 
 
+def null_neglection_ratios(features: tf.Tensor, labels: tf.Tensor,
+                           sample_weight: Optional[tf.Tensor] = None,
+                           include_bias: bool = False,
+                           epsilon: float = DEFAULT_EPSILON) -> tf.Tensor:
+  """The ratio r_i a frequency-only model would have on this minibatch: the null of eq. (9).
+
+  Why: r_i grows with the number of positives n⁺_i a minibatch holds, whatever the
+  model has learned (the paper's θ ranks YT8M classes by frequency, README). Dividing
+  by what r_i would be for a class the model has learned nothing about except its
+  frequency removes that growth; `scores.null_normalized` is Σ r_i / Σ r⁰_i.
+
+  Derivation. The null model predicts every observation's in-batch frequency
+  q = p = n⁺/n of the class (the constant that makes the class's loss gradient vanish
+  in expectation), so ζ = p - 1 on the n⁺ positives and ζ = p on the n⁻ negatives.
+  Treat the rows x_κ as independent draws with mean μ and total variance
+  s² = E‖x - μ‖², independent of the labels (the class is invisible in the
+  features). For a set S of m rows, E‖Σ_{κ∈S} x_κ‖² = m² ‖μ‖² + m s². So
+    E‖δ̂_i‖² = (1 - p)² (n⁺² ‖μ‖² + n⁺ s²)          (eq. 7 under the null)
+    E‖δ̃_i‖² = p² (n⁻² ‖μ‖² + n⁻ s²)                (eq. 8)
+    E‖δ_i‖²  = s² Σ_κ ζ_κ² = s² n⁺ n⁻ / n            (eq. 6: Σ_κ ζ_κ = 0 removes μ)
+  and r⁰_i = (√E‖δ̂_i‖² + √E‖δ̃_i‖²) / √E‖δ_i‖², each norm replaced by the root of
+  its mean square (Jensen: an upper bound on each mean norm, tight when the sums are
+  long). With the features' mean dominating (‖μ‖² ≫ s²/n⁺, as for YT8M's features)
+  r⁰ ≈ 2 ‖μ‖ √(n⁺ n⁻ / n) / s: the √n⁺ growth θ shows. μ and s² are the minibatch's
+  own weighted mean and variance; `include_bias` adds 1 to ‖μ‖² (a constant input has
+  no variance). Guarded as `neglection_ratios`: max(1, ·), denominator ≥ ε, and
+  r⁰ = 1 exactly when the minibatch holds no positive or no negative of the class
+  (one part is then zero, as is r - 1).
+
+  Hand-checked case: n = 2, one positive, rows x and -x (μ = 0, s² = ‖x‖²): p = ½,
+  E‖δ̂‖ = E‖δ̃‖ = ‖x‖/2, E‖δ‖ = ‖x‖/√2, r⁰ = √2 (tests/test_neglection_scores.py).
+
+  Sample weights count observations: n, n⁺ and the moments are weighted sums (for
+  the 0/1 weights of padding this is exact; other weights are an approximation).
+
+  Args:
+    features: (n, f) inputs of the output layer.
+    labels: (n, c) class indicators (> 0.5 is positive).
+    sample_weight: optional (n,) or (n, 1) weights; 0 drops the row.
+    include_bias: append a constant 1 to every x.
+    epsilon: floor of the denominator.
+
+  Returns:
+    A float32 (c,) tensor, each entry ≥ 1.
+  """
+  features = tf.cast(features, tf.float32)
+  positive = tf.cast(tf.cast(labels, tf.float32) > 0.5, tf.float32)
+  if sample_weight is None:
+    weight = tf.ones_like(features[:, :1])
+  else:
+    weight = tf.cast(sample_weight, tf.float32)
+    weight = weight[:, tf.newaxis] if weight.shape.rank == 1 else weight
+  total = tf.reduce_sum(weight)
+  safe_total = tf.maximum(total, epsilon)
+  mean = tf.reduce_sum(weight * features, axis=0) / safe_total
+  mean_squared = tf.reduce_sum(tf.square(mean))
+  variance = tf.maximum(
+      tf.reduce_sum(weight[:, 0] * tf.reduce_sum(tf.square(features), axis=1)) / safe_total
+      - mean_squared, 0.0)
+  if include_bias:
+    mean_squared = mean_squared + 1.0
+  positives = tf.reduce_sum(weight * positive, axis=0)  # n⁺ per class.
+  negatives = total - positives
+  frequency = positives / safe_total  # p, the null model's output.
+  positive_norm = (1.0 - frequency) * tf.sqrt(
+      tf.square(positives) * mean_squared + positives * variance)
+  negative_norm = frequency * tf.sqrt(
+      tf.square(negatives) * mean_squared + negatives * variance)
+  total_norm = tf.sqrt(tf.maximum(variance * positives * negatives / safe_total, 0.0))
+  ratios = tf.maximum((positive_norm + negative_norm) / tf.maximum(total_norm, epsilon), 1.0)
+  both_sides = tf.logical_and(positives > 0.0, negatives > 0.0)
+  return tf.where(both_sides, ratios, tf.ones_like(ratios))
+
+
 def neglection_scores(ratio_sums: np.ndarray, positive_minibatches: np.ndarray,
                       num_minibatches: float, no_positive: str = "skip") -> np.ndarray:
   """θ of eq. (9) from sums accumulated over a window of minibatches.

@@ -21,9 +21,12 @@ every epoch, while a θ window may span epochs.
 
 Accumulators, per class i, since the last reset:
   * `ratio_sums[i]`: Σ r_i over the minibatches holding a positive of class i;
+  * `null_ratio_sums[i]`: Σ r⁰_i over the same minibatches, the ratio a
+    frequency-only model would have (`statistics.null_neglection_ratios`);
   * `positive_minibatches[i]`: the number of those minibatches;
+  * `positive_counts[i]`: the positives of class i seen (Σ n⁺_i, weight > 0);
   * `num_minibatches`: all minibatches (replica-steps).
-`statistics.neglection_scores` turns them into θ for either `no_positive` mode.
+`scores.tracked_scores` turns them into θ or another tracked score.
 
 Other output layers: a layer that is not a sigmoid `Dense` but whose errors are still
 ζ = q − y (e.g. `models.MixtureOfExperts`, for which q is the mixture probability p
@@ -46,7 +49,8 @@ import tensorflow as tf
 
 from yt8m_sdnn.models import OUTPUT_LAYER_NAME
 from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, check_method,
-                                             minibatch_neglection_ratios)
+                                             minibatch_neglection_ratios,
+                                             null_neglection_ratios)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +62,21 @@ class NeglectionState:
     positive_minibatches: (c,) number of minibatches with a positive of class i.
     num_minibatches: minibatches accumulated, summed over replicas.
     num_replicas: replicas in sync; `num_minibatches / num_replicas` iterations ran.
+    null_ratio_sums: (c,) Σ r⁰_i over the minibatches with a positive of class i.
+    positive_counts: (c,) positives of class i seen.
   """
   ratio_sums: np.ndarray
   positive_minibatches: np.ndarray
   num_minibatches: float
   num_replicas: int
+  null_ratio_sums: np.ndarray | None = None
+  positive_counts: np.ndarray | None = None
+
+  def sums(self) -> dict:
+    """The accumulators as `scores.tracked_scores` takes them."""
+    return {"ratio_sums": self.ratio_sums, "null_ratio_sums": self.null_ratio_sums,
+            "positive_minibatches": self.positive_minibatches,
+            "positive_counts": self.positive_counts, "num_minibatches": self.num_minibatches}
 
   @property
   def num_iterations(self) -> int:
@@ -170,7 +184,7 @@ class NeglectionTrackingModel(keras.Model):
   Compile and fit the wrapper instead of the model, with a `NeglectionMonitor` among
   the callbacks (or use `attach_neglection_monitor`). Create it inside
   `strategy.scope()` when training with a `tf.distribute` strategy. Its weights are
-  the model's plus the three non-trainable accumulators; weight checkpoints of the
+  the model's plus the five non-trainable accumulators; weight checkpoints of the
   wrapper load into a wrapper, `wrapper.model.save(...)` gives the plain model.
 
   Args:
@@ -216,6 +230,8 @@ class NeglectionTrackingModel(keras.Model):
     self.num_classes = int(layer.output.shape[-1])
     self.feature_size = int(layer.input.shape[-1])
     self._ratio_sums = _accumulator("neglection_ratio_sums", (self.num_classes,))
+    self._null_ratio_sums = _accumulator("neglection_null_ratio_sums", (self.num_classes,))
+    self._positive_counts = _accumulator("neglection_positive_counts", (self.num_classes,))
     self._positive_minibatches = _accumulator(
         "neglection_positive_minibatches", (self.num_classes,))
     self._num_minibatches = _accumulator("neglection_num_minibatches", ())
@@ -261,6 +277,15 @@ class NeglectionTrackingModel(keras.Model):
         features, outputs, y, sample_weight=sample_weight, include_bias=self.include_bias,
         method=self.method, epsilon=self.epsilon)
     self._ratio_sums.assign_add(ratios * has_positive)  # Eq. (9)'s sum, per class.
+    null_ratios = null_neglection_ratios(features, y, sample_weight=sample_weight,
+                                         include_bias=self.include_bias, epsilon=self.epsilon)
+    self._null_ratio_sums.assign_add(null_ratios * has_positive)
+    positive = tf.cast(tf.cast(y, tf.float32) > 0.5, tf.float32)
+    if sample_weight is not None:
+      weight = tf.cast(sample_weight, tf.float32)
+      positive = positive * tf.cast((weight[:, tf.newaxis] if weight.shape.rank == 1
+                                     else weight) != 0.0, tf.float32)
+    self._positive_counts.assign_add(tf.reduce_sum(positive, axis=0))
     self._positive_minibatches.assign_add(has_positive)
     self._num_minibatches.assign_add(1.0)
 
@@ -281,11 +306,16 @@ class NeglectionTrackingModel(keras.Model):
         positive_minibatches=np.asarray(
             keras.ops.convert_to_numpy(self._positive_minibatches), np.float64),
         num_minibatches=float(keras.ops.convert_to_numpy(self._num_minibatches)),
-        num_replicas=self.num_replicas)
+        num_replicas=self.num_replicas,
+        null_ratio_sums=np.asarray(keras.ops.convert_to_numpy(self._null_ratio_sums),
+                                   np.float64),
+        positive_counts=np.asarray(keras.ops.convert_to_numpy(self._positive_counts),
+                                   np.float64))
 
   def reset_neglection_state(self) -> None:
     """Zeroes the accumulators: the next window starts empty."""
-    for variable in (self._ratio_sums, self._positive_minibatches, self._num_minibatches):
+    for variable in (self._ratio_sums, self._null_ratio_sums, self._positive_counts,
+                     self._positive_minibatches, self._num_minibatches):
       variable.assign(tf.zeros_like(variable))
 
   def get_config(self):

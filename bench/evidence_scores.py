@@ -1,0 +1,192 @@
+"""Which classes should SDNN split? Converged SDNN rows with each neglection score.
+
+Builds on `bench.evidence_converged` (same real-shard split, same early-stopped
+protocol, same setting: the grid winner adam/0.03/0 of both the baseline and the SDNN
+row). For every score variant and seed, the SDNN row is trained with the classes that
+score selects, early-stopped on the validation shards and scored once on the test
+shards, and compared with the SAME seed's converged baseline (its folder is linked
+from `--baseline_runs`, so the baseline is trained once for every variant). Variants:
+a name of `neglection.scores.NEGLECTION_SCORES`, with `@late` for a tracked score
+measured from the converged baseline's weights instead of from scratch.
+
+Also per variant and seed: how its selection ranks against the baseline's validation
+AP and the training frequency (Spearman ρ, partial ρ at equal frequency, mean
+validation AP of the selected classes): `ranking` in the summary.
+
+Waves: seed 0 of every variant first, then seed 1, then seed 2; resumable (finished
+rows are skipped). About 6 minutes per row on 2 CPU cores.
+
+  python -m bench.evidence_converged --model=logistic --output=/tmp/converged_lr
+  python -m bench.evidence_scores --baseline_runs=/tmp/converged_lr --output=/tmp/scores_lr
+  python -m bench.evidence_scores --baseline_runs=/tmp/converged_lr --output=/tmp/scores_lr \
+      --summarize_only
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags, logging
+
+from bench import real_data
+from yt8m_sdnn import artifacts, bootstrap, pipeline, training
+from yt8m_sdnn.data import class_counts, reader
+from yt8m_sdnn.neglection import evidence
+from yt8m_sdnn.neglection import scores as scores_lib
+from yt8m_sdnn.neglection.measure import NEGLECTION_FILE
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", "/tmp/evidence_scores", "Work directory.")
+flags.DEFINE_string("baseline_runs", "/tmp/converged_lr",
+                    "bench.evidence_converged's output: run-SEED/baseline and run-SEED/sdnn.")
+flags.DEFINE_list("variants", ["low_val_ap", "null_normalized", "paper@late", "ap_gap",
+                               "frequency_residual", "null_normalized@late"],
+                  "Score variants, in the order they run: SCORE or SCORE@late.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_string("setting", "adam/0.03/0", "OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY.")
+flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
+flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
+flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
+
+TRAIN = "validate00[0-4]*,validate010*,validate011*"
+VALIDATION = "validate012*"
+TEST = "validate013*,validate014*"
+
+
+def _pattern(shards: str) -> str:
+  return ",".join(f"{real_data.VALIDATE}/{part}" for part in shards.split(","))
+
+
+def _readers(seed: int):
+  train = reader.ReaderConfig(_pattern(TRAIN), batch_size=512, training=True, seed=seed)
+  val = reader.ReaderConfig(_pattern(VALIDATION), batch_size=1024)
+  test = reader.ReaderConfig(_pattern(TEST), batch_size=1024)
+  return train, val, test
+
+
+def _config(work_dir: str, seed: int, variant: str) -> pipeline.PipelineConfig:
+  score, _, when = variant.partition("@")
+  optimizer, learning_rate, weight_decay = FLAGS.setting.split("/")
+  train_reader, val_reader, test_reader = _readers(seed)
+  train = training.TrainConfig(train_dir="", num_epochs=200, seed=seed, patience=4,
+                               optimizer=optimizer, learning_rate=float(learning_rate),
+                               weight_decay=float(weight_decay), learning_rate_decay=1.0)
+  return pipeline.PipelineConfig(
+      work_dir=work_dir, train_reader=train_reader, eval_reader=test_reader,
+      val_reader=val_reader, train=train, model="logistic", stages=("sdnn",),
+      neglection_steps=FLAGS.neglection_steps, neglection_score=score,
+      neglection_from_baseline=when == "late")
+
+
+def _link_baseline(work_dir: str, seed: int) -> None:
+  source = os.path.join(FLAGS.baseline_runs, f"run-{seed}", "baseline")
+  if not os.path.exists(os.path.join(source, pipeline.STAGE_RESULT_FILE)):
+    raise SystemExit(f"{source}: no finished baseline row; run bench.evidence_converged first")
+  os.makedirs(work_dir, exist_ok=True)
+  target = os.path.join(work_dir, "baseline")
+  if not os.path.lexists(target):
+    os.symlink(os.path.abspath(source), target)
+
+
+def _validation_ap(seed: int) -> np.ndarray:
+  """The seed's converged baseline's per-class AP on the validation shards (cached)."""
+  path = os.path.join(FLAGS.output, f"baseline_val_ap-{seed}.npz")
+  if os.path.exists(path):
+    return artifacts.read_npz(path)["ap"]
+  model = training.load_trained_model(os.path.join(FLAGS.baseline_runs, f"run-{seed}",
+                                                   "baseline"))
+  scores, labels = evidence.score_videos(model, _readers(seed)[1])
+  ap = evidence.per_class_average_precision(scores, labels)
+  artifacts.write_npz(path, {"ap": ap})
+  return ap
+
+
+def _ranking(work_dir: str, seed: int, counts: np.ndarray) -> dict | None:
+  path = os.path.join(work_dir, "neglection", NEGLECTION_FILE)
+  if not os.path.exists(path):
+    return None
+  payload = artifacts.read_json(path)
+  values = payload.get("score_values") or payload["theta"]
+  values = np.array([np.nan if v is None else v for v in values], np.float64)
+  statistics = evidence.ranking_statistics(values, _validation_ap(seed), counts, None,
+                                           len(payload["selected"]))
+  return {key: statistics[key] for key in (
+      "rho_theta_ap", "rho_theta_frequency", "rho_theta_ap_given_frequency",
+      "mean_ap_selected", "mean_ap_not_selected", "num_classes_compared")}
+
+
+def _paired(pairs: list[tuple[str, str]]) -> dict | None:
+  """SDNN − baseline test GAP per seed (bootstrap interval) and for the seed mean."""
+  per_seed, samples = [], []
+  for sdnn_dir, baseline_dir in pairs:
+    try:
+      a = pipeline.load_top_k(os.path.dirname(sdnn_dir), os.path.basename(sdnn_dir))
+      b = pipeline.load_top_k(os.path.dirname(baseline_dir), os.path.basename(baseline_dir))
+    except artifacts.ArtifactError:
+      continue
+    differences = bootstrap.paired_gap_differences(a, b, FLAGS.num_resamples)
+    gap = lambda d: artifacts.read_json(os.path.join(d, pipeline.STAGE_RESULT_FILE))["gap"]
+    per_seed.append({"difference": gap(sdnn_dir) - gap(baseline_dir),
+                     "interval": bootstrap.interval(differences),
+                     "sdnn_gap": gap(sdnn_dir), "baseline_gap": gap(baseline_dir)})
+    samples.append(differences)
+  if not per_seed:
+    return None
+  return {"per_seed": per_seed,
+          "mean": float(np.mean([p["difference"] for p in per_seed])),
+          "mean_interval": bootstrap.interval(np.mean(samples, axis=0)),
+          "num_seeds": len(per_seed)}
+
+
+def main(argv):
+  del argv
+  seeds = [int(s) for s in FLAGS.seeds]
+  for variant in FLAGS.variants:
+    score, _, when = variant.partition("@")
+    scores_lib.check_score(score)
+    if when not in ("", "late"):
+      raise SystemExit(f"--variants: {variant!r}: expected SCORE or SCORE@late")
+  if not FLAGS.summarize_only:
+    for seed in seeds:
+      for variant in FLAGS.variants:
+        work_dir = os.path.join(FLAGS.output, variant, f"run-{seed}")
+        _link_baseline(work_dir, seed)
+        logging.info("variant %s, seed %d: %s", variant, seed, work_dir)
+        pipeline.run(_config(work_dir, seed, variant))
+  counts = class_counts.count_class_positives(_readers(0)[0])[0]
+  summary = {"setting": FLAGS.setting, "seeds": seeds, "test": TEST, "variants": {}}
+  # The paper's θ from scratch is bench.evidence_converged's own sdnn row.
+  variants = [("paper", os.path.join(FLAGS.baseline_runs, "run-{seed}"))] + [
+      (v, os.path.join(FLAGS.output, v, "run-{seed}")) for v in FLAGS.variants]
+  print(f"\nlogistic, setting {FLAGS.setting}, test shards {TEST}")
+  print("| score | seeds | ρ(score, val AP) | ρ(score, frequency) | partial ρ at equal frequency "
+        "| val AP selected / rest | test GAP SDNN | SDNN − LR (95% interval) |")
+  print("|---|---|---|---|---|---|---|---|")
+  for variant, pattern in variants:
+    dirs = [pattern.format(seed=seed) for seed in seeds]
+    rankings = [r for r in (_ranking(d, s, counts) for d, s in zip(dirs, seeds)) if r]
+    paired = _paired([(os.path.join(d, "sdnn"), os.path.join(d, "baseline")) for d in dirs])
+    summary["variants"][variant] = {"ranking": rankings, "paired": paired}
+    if not rankings:
+      continue
+    mean = lambda key: float(np.mean([r[key] for r in rankings]))
+    cells = [variant, str(paired["num_seeds"] if paired else 0),
+             f"{mean('rho_theta_ap'):+.2f}", f"{mean('rho_theta_frequency'):+.2f}",
+             f"{mean('rho_theta_ap_given_frequency'):+.2f}",
+             f"{mean('mean_ap_selected'):.3f} / {mean('mean_ap_not_selected'):.3f}"]
+    if paired:
+      gaps = [p["sdnn_gap"] for p in paired["per_seed"]]
+      low, high = paired["mean_interval"]
+      cells += [f"{100 * np.mean(gaps):.2f}",
+                f"{100 * paired['mean']:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"]
+    else:
+      cells += ["—", "—"]
+    print("| " + " | ".join(cells) + " |")
+  artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), evidence.json_ready(summary))
+  print(json.dumps({v: (s["paired"] or {}).get("mean") for v, s in summary["variants"].items()}))
+
+
+if __name__ == "__main__":
+  app.run(main)
