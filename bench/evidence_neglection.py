@@ -51,7 +51,7 @@ def main(argv):
   del argv
   if FLAGS.data == "synthetic":
     data_dir = os.path.join(FLAGS.output, "data")
-    settings = dict(seed=FLAGS.seed, **GENERATORS[FLAGS.generator])
+    settings = {"seed": FLAGS.seed, **GENERATORS[FLAGS.generator]}  # b fixes its own seed
     summary = synthetic.generate(synthetic.SynthConfig(output_dir=data_dir, **settings))
     train_pattern, eval_pattern, num_classes, batch_size = (
         f"{data_dir}/train", f"{data_dir}/validate", 100, 128)
