@@ -7,7 +7,11 @@ score selects, early-stopped on the validation shards and scored once on the tes
 shards, and compared with the SAME seed's converged baseline (its folder is linked
 from `--baseline_runs`, so the baseline is trained once for every variant). Variants:
 a name of `neglection.scores.NEGLECTION_SCORES`, with `@late` for a tracked score
-measured from the converged baseline's weights instead of from scratch.
+measured from the converged baseline's weights instead of from scratch; and the
+control `matched_random`: as many classes as `null_normalized` selected for the same
+seed, drawn at random with the same training frequencies (each selected class is
+replaced by a random one among the 10 classes nearest to it in frequency rank), so a
+difference between the two is the score's, not the frequency band's.
 
 Also per variant and seed: how its selection ranks against the baseline's validation
 AP and the training frequency (Spearman ρ, partial ρ at equal frequency, mean
@@ -41,8 +45,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("output", "/tmp/evidence_scores", "Work directory.")
 flags.DEFINE_string("baseline_runs", "/tmp/converged_lr",
                     "bench.evidence_converged's output: run-SEED/baseline and run-SEED/sdnn.")
-flags.DEFINE_list("variants", ["low_val_ap", "null_normalized", "paper@late", "ap_gap",
-                               "frequency_residual", "null_normalized@late"],
+flags.DEFINE_list("variants", ["low_val_ap", "null_normalized", "matched_random", "paper@late",
+                               "frequency_residual", "ap_gap", "null_normalized@late"],
                   "Score variants, in the order they run: SCORE or SCORE@late.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_string("setting", "adam/0.03/0", "OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY.")
@@ -50,6 +54,9 @@ flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
 
+MATCHED_RANDOM = "matched_random"
+MATCHED_TO = "null_normalized"
+MATCH_NEIGHBOURS = 10
 TRAIN = "validate00[0-4]*,validate010*,validate011*"
 VALIDATION = "validate012*"
 TEST = "validate013*,validate014*"
@@ -68,6 +75,8 @@ def _readers(seed: int):
 
 def _config(work_dir: str, seed: int, variant: str) -> pipeline.PipelineConfig:
   score, _, when = variant.partition("@")
+  if variant == MATCHED_RANDOM:  # its neglection.json is written by `_matched_random`
+    score = scores_lib.DEFAULT_SCORE
   optimizer, learning_rate, weight_decay = FLAGS.setting.split("/")
   train_reader, val_reader, test_reader = _readers(seed)
   train = training.TrainConfig(train_dir="", num_epochs=200, seed=seed, patience=4,
@@ -90,6 +99,32 @@ def _link_baseline(work_dir: str, seed: int) -> None:
     os.symlink(os.path.abspath(source), target)
 
 
+def _matched_random(work_dir: str, seed: int, counts: np.ndarray) -> None:
+  """Writes the control's neglection.json: `null_normalized`'s selection, frequency-matched."""
+  path = os.path.join(work_dir, "neglection", NEGLECTION_FILE)
+  if os.path.exists(path):
+    return
+  source = os.path.join(FLAGS.output, MATCHED_TO, f"run-{seed}", "neglection", NEGLECTION_FILE)
+  if not os.path.exists(source):
+    raise SystemExit(f"{source}: run the {MATCHED_TO} variant of seed {seed} first")
+  selected = artifacts.read_json(source)["selected"]
+  rng = np.random.default_rng(seed)
+  by_frequency = np.argsort(counts, kind="stable")
+  rank = np.empty_like(by_frequency)
+  rank[by_frequency] = np.arange(by_frequency.size)
+  taken = set(selected)
+  chosen = []
+  for cls in selected:
+    low = max(0, rank[cls] - MATCH_NEIGHBOURS // 2)
+    window = [int(c) for c in by_frequency[low:low + MATCH_NEIGHBOURS + 1] if int(c) not in taken]
+    pick = int(rng.choice(window)) if window else int(cls)
+    taken.add(pick)
+    chosen.append(pick)
+  artifacts.write_json(path, {"score": MATCHED_RANDOM, "matched_to": source,
+                              "selected": chosen, "source_selected": selected,
+                              "num_classes": int(counts.size)})
+
+
 def _validation_ap(seed: int) -> np.ndarray:
   """The seed's converged baseline's per-class AP on the validation shards (cached)."""
   path = os.path.join(FLAGS.output, f"baseline_val_ap-{seed}.npz")
@@ -108,6 +143,16 @@ def _ranking(work_dir: str, seed: int, counts: np.ndarray) -> dict | None:
   if not os.path.exists(path):
     return None
   payload = artifacts.read_json(path)
+  if "score_values" not in payload and "theta" not in payload:  # matched_random: no score
+    val_ap = _validation_ap(seed)
+    chosen = np.zeros(val_ap.size, bool)
+    chosen[payload["selected"]] = True
+    nan = float("nan")
+    return {"rho_theta_ap": nan, "rho_theta_frequency": nan,
+            "rho_theta_ap_given_frequency": nan,
+            "mean_ap_selected": float(np.nanmean(val_ap[chosen])),
+            "mean_ap_not_selected": float(np.nanmean(val_ap[~chosen])),
+            "num_classes_compared": int(np.isfinite(val_ap).sum())}
   values = payload.get("score_values") or payload["theta"]
   values = np.array([np.nan if v is None else v for v in values], np.float64)
   statistics = evidence.ranking_statistics(values, _validation_ap(seed), counts, None,
@@ -145,17 +190,20 @@ def main(argv):
   seeds = [int(s) for s in FLAGS.seeds]
   for variant in FLAGS.variants:
     score, _, when = variant.partition("@")
-    scores_lib.check_score(score)
+    if variant != MATCHED_RANDOM:
+      scores_lib.check_score(score)
     if when not in ("", "late"):
       raise SystemExit(f"--variants: {variant!r}: expected SCORE or SCORE@late")
+  counts = class_counts.count_class_positives(_readers(0)[0])[0]
   if not FLAGS.summarize_only:
     for seed in seeds:
       for variant in FLAGS.variants:
         work_dir = os.path.join(FLAGS.output, variant, f"run-{seed}")
         _link_baseline(work_dir, seed)
+        if variant == MATCHED_RANDOM:
+          _matched_random(work_dir, seed, counts)
         logging.info("variant %s, seed %d: %s", variant, seed, work_dir)
         pipeline.run(_config(work_dir, seed, variant))
-  counts = class_counts.count_class_positives(_readers(0)[0])[0]
   summary = {"setting": FLAGS.setting, "seeds": seeds, "test": TEST, "variants": {}}
   # The paper's θ from scratch is bench.evidence_converged's own sdnn row.
   variants = [("paper", os.path.join(FLAGS.baseline_runs, "run-{seed}"))] + [

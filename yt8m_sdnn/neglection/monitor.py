@@ -24,9 +24,10 @@ any window (or of several windows together) can be recomputed afterwards.
 JSON (`to_dict`, `write_json`): `theta` (one number per class, null where NaN),
 `score` and `score_values` (the ranking score and its values, equal to `theta` for
 `paper`), `selected` (class ids, most neglected first, by `score_values`), `tau`,
-`num_iterations` (iterations averaged in `theta`), `end_iteration`, `no_positive`, `positive_minibatches` (per
-class, the minibatches of the latest window with a positive) and `history` (every
-window's `end_iteration`, `num_iterations`, `theta` and `score_values`).
+`num_iterations` (iterations averaged in `theta`), `end_iteration`, `no_positive`,
+`positive_minibatches` (per class, the minibatches of the latest window with a
+positive) and `history` (every window's `end_iteration`, `num_iterations`, `theta`
+and `score_values`).
 """
 
 from __future__ import annotations

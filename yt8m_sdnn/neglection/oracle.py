@@ -41,7 +41,9 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
 
   Returns:
     The JSON written: `score`, `score_values`, `selected`, `val_class_ap`,
-    `train_class_ap` (None for "low_val_ap"), `val_positives`, `min_positives`.
+    `train_class_ap` (None for "low_val_ap"), `val_positives`, `min_positives`,
+    `num_scored` (classes with enough validation positives; a warning is logged when
+    the selection is more than half of them).
 
   Raises:
     ValueError: an unknown or tracked `score`.
@@ -62,11 +64,18 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
                                      min_positives=min_positives)
   selected = select_neglected_classes(values, top_fraction=None if top_k else top_fraction,
                                       top_k=top_k)
+  num_scored = int(np.isfinite(values).sum())
+  if num_scored < 2 * len(selected):
+    logging.warning("the %s oracle scores only %d classes (>= %d validation positives) and "
+                    "selects %d of them: the selection is close to 'every scored class', "
+                    "which are the frequent ones. Use more validation shards or a lower "
+                    "min_positives.", score, num_scored, min_positives, len(selected))
   payload = evidence.json_ready({
       "score": score, "score_values": values, "selected": selected,
       "top_fraction": None if top_k else top_fraction, "top_k": top_k,
       "val_class_ap": val_ap, "train_class_ap": train_ap,
       "val_positives": np.asarray(val_positives, np.int64), "min_positives": min_positives,
+      "num_scored": num_scored,
       "num_classes": int(values.size)})
   path = os.path.join(train_dir, NEGLECTION_FILE)
   artifacts.write_json(path, payload)
