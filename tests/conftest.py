@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +26,48 @@ def real_data_dir() -> pathlib.Path:
   if not (SHARED_DATA / "validate").is_dir():
     pytest.skip(f"real YT8M shards not found at {SHARED_DATA} (set YT8M_DATA_DIR)")
   return SHARED_DATA
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def binary_env(**overrides: str) -> dict[str, str]:
+  """The environment the subprocess tests run the package's binaries in."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+  env.update(overrides)
+  return env
+
+
+def kill_when_backed_up(command, state_path, ready, what: str, timeout: float = 240,
+                        poll: float = 0.02) -> dict:
+  """Runs `command` and SIGKILLs it once its backup state satisfies `ready(state)`.
+
+  `state_path` is the run's backup_state.json; `what` says what the kill waits for,
+  for the failure message. Fails the test when the run ends first or nothing fitting
+  appears within `timeout` seconds. Returns the backup state left on disk after the
+  kill (a later backup may have landed between the check and the signal).
+  """
+  state_path = pathlib.Path(state_path)
+  process = subprocess.Popen(command, cwd=ROOT, env=binary_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + timeout
+    while True:
+      if state_path.exists() and ready(json.loads(state_path.read_text())):
+        break
+      if process.poll() is not None:
+        pytest.fail(f"the run ended before {what}: {command}")
+      if time.time() > deadline:
+        pytest.fail(f"no backup with {what} appeared in {timeout:.0f} s: {command}")
+      time.sleep(poll)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  assert process.returncode == -signal.SIGKILL, process.returncode
+  return json.loads(state_path.read_text())
 
 
 def random_videos(num_videos: int, num_classes: int, seed: int = 0,

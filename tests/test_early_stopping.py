@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
+from conftest import ROOT, binary_env, kill_when_backed_up
 from yt8m_sdnn import early_stopping, evaluation, training
 from yt8m_sdnn.data import reader
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny_model() -> keras.Model:
@@ -108,47 +104,41 @@ def test_train_saves_the_best_validation_epoch(synthetic_dir, tmp_path):
 def _command(data_dir, train_dir):
   return [sys.executable, "-m", "bin.yt8m_train", f"--train_data={data_dir}/train",
           f"--val_data={data_dir}/validate", f"--train_dir={train_dir}", "--model=logistic",
-          "--num_classes=12", "--batch_size=32", "--num_epochs=8", "--patience=2",
+          "--num_classes=12", "--batch_size=32", "--num_epochs=8", "--patience=1",
           "--backup_steps=3", "--seed=3", "--deterministic", "--learning_rate=0.3"]
 
 
 def test_killed_early_stopped_training_resumes_with_the_same_curve(synthetic_dir, tmp_path):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   reference = tmp_path / "reference"
-  subprocess.run(_command(synthetic_dir, reference), cwd=ROOT, env=env, check=True,
+  subprocess.run(_command(synthetic_dir, reference), cwd=ROOT, env=binary_env(), check=True,
                  capture_output=True, timeout=300)
   expected = json.loads((reference / training.VALIDATION_FILE).read_text())
   resumed = tmp_path / "resumed"
-  process = subprocess.Popen(_command(synthetic_dir, resumed), cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  state_path = resumed / "backup" / "backup_state.json"
-  deadline = time.time() + 240
-  # Kill mid-epoch, once the backup holds two scored epochs (8 steps an epoch).
-  while time.time() < deadline:
-    if state_path.exists():
-      state = json.loads(state_path.read_text())
-      stopping = state.get("callbacks", {}).get("ValidationEarlyStopping", {})
-      if len(stopping.get("curve", [])) >= 2 and state["step"] >= 3:
-        break
-    if process.poll() is not None:
-      pytest.fail("training ended before it could be killed")
-    time.sleep(0.02)
-  else:
-    process.kill()
-    pytest.fail("no backup with two scored epochs appeared")
-  os.kill(process.pid, signal.SIGKILL)
-  process.wait()
-  subprocess.run(_command(synthetic_dir, resumed), cwd=ROOT, env=env, check=True,
-                 capture_output=True, timeout=300)
+
+  def two_scored_epochs_mid_epoch(state):
+    stopping = state.get("callbacks", {}).get("ValidationEarlyStopping", {})
+    return len(stopping.get("curve", [])) >= 2 and state["step"] >= 3
+
+  # Kill mid-epoch, once the backup holds two scored epochs (8 steps an epoch). With
+  # patience 1 the runs stop early, after the first epoch that scores worse than the
+  # best (epoch 4 of 8 here), so the curve's length also depends on the restored state.
+  kill_when_backed_up(_command(synthetic_dir, resumed), resumed / "backup" / "backup_state.json",
+                      two_scored_epochs_mid_epoch, "two scored epochs")
+  result = subprocess.run(_command(synthetic_dir, resumed), cwd=ROOT, env=binary_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  # Resumed, not retrained from scratch (which, deterministic, would give the same curve).
+  assert f"resuming from {resumed}/backup" in result.stderr
   got = json.loads((resumed / training.VALIDATION_FILE).read_text())
   assert got["best_epoch"] == expected["best_epoch"]
+  assert got["stopped_early"] == expected["stopped_early"]
   assert [p["steps"] for p in got["validation_curve"]] == [
       p["steps"] for p in expected["validation_curve"]]
   np.testing.assert_allclose([p["val_gap"] for p in got["validation_curve"]],
                              [p["val_gap"] for p in expected["validation_curve"]], atol=1e-6)
 
 
-@pytest.mark.parametrize("flags,expected", [
+RECIPE_CASES = [
     # Without validation shards: the paper's schedule.
     (["--model=logistic"], {"learning_rate": 0.001, "learning_rate_decay": 0.95,
                             "weight_decay": 5e-4, "optimizer": "adam"}),
@@ -156,21 +146,45 @@ def test_killed_early_stopped_training_resumes_with_the_same_curve(synthetic_dir
     (["--model=logistic", "--val_data=v"], training.default_settings("logistic", True)),
     (["--model=logistic", "--val_data=v", "--learning_rate=0.5"],
      dict(training.default_settings("logistic", True), learning_rate=0.5)),
-])
-def test_training_flags_default_to_the_recipe_of_the_protocol(flags, expected):
-  code = ("import json, sys; from absl import flags; import bin.yt8m_train; "
-          "from bin import flag_sets; flags.FLAGS(sys.argv); "
-          "print(json.dumps(flag_sets.optimizer_settings()))")
-  result = subprocess.run([sys.executable, "-c", code, "--train_data=t", "--train_dir=d", *flags],
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"),
-                          capture_output=True, text=True, timeout=120)
+]
+
+# One process parses every case's command line in turn (TensorFlow's import is most of
+# a run): the flags are reset to their defaults before each parse, as in a fresh process.
+# The cases run last to first, so a flag left over from a case with more flags would
+# show in the next one.
+_PRINT_RECIPES = """
+import json, sys
+from absl import flags
+import bin.yt8m_train
+from bin import flag_sets
+for argv in json.loads(sys.argv[1]):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS([sys.argv[0], *argv])
+  print(json.dumps(flag_sets.optimizer_settings()))
+"""
+
+
+@pytest.fixture(scope="module")
+def recipes():
+  """The optimizer settings yt8m-train derives from each case's flags, in order."""
+  argvs = [["--train_data=t", "--train_dir=d", *flags] for flags, _ in reversed(RECIPE_CASES)]
+  result = subprocess.run([sys.executable, "-c", _PRINT_RECIPES, json.dumps(argvs)], cwd=ROOT,
+                          env=binary_env(TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
+                          text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+  lines = result.stdout.strip().splitlines()[-len(RECIPE_CASES):]
+  return [json.loads(line) for line in reversed(lines)]
+
+
+@pytest.mark.parametrize("case", range(len(RECIPE_CASES)),
+                         ids=[" ".join(flags) for flags, _ in RECIPE_CASES])
+def test_training_flags_default_to_the_recipe_of_the_protocol(recipes, case):
+  assert recipes[case] == RECIPE_CASES[case][1], RECIPE_CASES[case][0]
 
 
 def test_mistyped_or_overlapping_validation_shards_are_refused_before_training(synthetic_dir,
                                                                               tmp_path):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  env = binary_env(TF_CPP_MIN_LOG_LEVEL="3")
   common = [sys.executable, "-m", "bin.yt8m_train", f"--train_data={synthetic_dir}/train",
             f"--train_dir={tmp_path}/x", "--num_classes=12", "--model=logistic"]
   result = subprocess.run(common + [f"--val_data={tmp_path}/nothing*"], cwd=ROOT, env=env,

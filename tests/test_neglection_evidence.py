@@ -242,10 +242,22 @@ def binary_flags(synthetic_dir, train_dir, *extra):
           "--tau=3", f"--hard_classes_json={synthetic_dir}/hard_classes.json", "--seed=0", *extra)
 
 
-def test_binary_writes_the_report(synthetic_dir, tmp_path):
-  result = run_binary(*binary_flags(synthetic_dir, tmp_path / "run"))
+@pytest.fixture(scope="module")
+def report_run(synthetic_dir, tmp_path_factory):
+  """One run of the binary, drawing the plot too where matplotlib is installed.
+
+  Returns (the finished process, its --train_dir, the --plot path).
+  """
+  root = tmp_path_factory.mktemp("report")
+  png = root / "figures" / "theta_vs_ap.png"
+  extra = [f"--plot={png}"] if plot.matplotlib_available() else []
+  return run_binary(*binary_flags(synthetic_dir, root / "run", *extra)), root / "run", png
+
+
+def test_binary_writes_the_report(synthetic_dir, report_run):
+  result, train_dir, _ = report_run
   assert result.returncode == 0, result.stderr[-3000:]
-  payload = json.loads((tmp_path / "run" / "neglection_report.json").read_text())
+  payload = json.loads((train_dir / "neglection_report.json").read_text())
   # 256 videos / 32 = 8 iterations; windows close at 3, 6 and (flushed) 8.
   assert payload["train_steps"] == 8
   assert [w["end_iteration"] for w in payload["history"]] == [3, 6, 8]
@@ -259,15 +271,13 @@ def test_binary_writes_the_report(synthetic_dir, tmp_path):
       report["windows"][-1])
   assert len(payload["class_ap"]) == len(payload["class_counts"]) == 12
   assert sum(payload["class_counts"]) >= 256 and payload["num_eval_videos"] == 96
-  assert (tmp_path / "run" / "model.keras").is_file()
+  assert (train_dir / "model.keras").is_file()
   assert "| θ over window ending at p: p | ρ(θ, AP) |" in result.stdout
 
 
-def test_binary_draws_the_plot(synthetic_dir, tmp_path):
+def test_binary_draws_the_plot(report_run):
   pytest.importorskip("matplotlib")
-  png = tmp_path / "figures" / "theta_vs_ap.png"
-  result = run_binary(*binary_flags(synthetic_dir, tmp_path / "run", "--model=logistic",
-                                    f"--plot={png}"))
+  result, _, png = report_run
   assert result.returncode == 0, result.stderr[-3000:]
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -137,7 +137,9 @@ def test_every_row_runs_early_stopped_on_moe(pipeline_config, tmp_path):
                                      data_pattern=f"{validate}/validate0000-of-0002.tfrecord"),
       eval_reader=dataclasses.replace(pipeline_config.eval_reader,
                                       data_pattern=f"{validate}/validate0001-of-0002.tfrecord"),
-      train=dataclasses.replace(pipeline_config.train, num_epochs=3, patience=1,
+      # Two epochs are enough to score each on the validation shard and keep the best;
+      # every epoch costs each of the six rows a dataset build and a validation pass.
+      train=dataclasses.replace(pipeline_config.train, num_epochs=2, patience=1,
                                 learning_rate=0.01, model_options={"num_mixtures": 2}),
       stages=("logistic", "baseline", "sdnn", "split_only", "augment_only", "baseline:asymmetric"),
       neglection_steps=5, fraction_of_epoch=1.0)
@@ -145,7 +147,7 @@ def test_every_row_runs_early_stopped_on_moe(pipeline_config, tmp_path):
   assert comparison["logistic"]["model"] == "logistic"
   for stage in ("baseline", "sdnn", "split_only", "augment_only", "baseline:asymmetric"):
     row = comparison[stage]
-    assert row["model"] == "moe" and 1 <= row["best_epoch"] <= 3
+    assert row["model"] == "moe" and 1 <= row["best_epoch"] <= 2
     curve = row["validation_curve"]
     assert [point["epoch"] for point in curve] == list(range(1, len(curve) + 1))
     assert row["best_steps"] == curve[row["best_epoch"] - 1]["steps"]

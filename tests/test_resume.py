@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
+from conftest import ROOT, binary_env, kill_when_backed_up
 from yt8m_sdnn.data import synthetic
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_command(data_dir, train_dir):
@@ -23,10 +19,6 @@ def train_command(data_dir, train_dir):
           f"--train_dir={train_dir}", "--model=logistic", "--num_classes=8", "--batch_size=16",
           "--num_epochs=3", "--backup_steps=2", "--seed=3", "--deterministic",
           "--learning_rate=0.01"]
-
-
-def run_env():
-  return dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @pytest.fixture(scope="module")
@@ -38,33 +30,24 @@ def data_dir(tmp_path_factory):
   return directory
 
 
-def test_killed_training_resumes_with_same_steps(data_dir, tmp_path):
-  reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
-  subprocess.run(train_command(data_dir, reference_dir), cwd=ROOT, env=run_env(), check=True,
+@pytest.fixture(scope="module")
+def reference_model(data_dir, tmp_path_factory):
+  """One uninterrupted deterministic run of `train_command`, shared by the tests below."""
+  train_dir = tmp_path_factory.mktemp("resume_reference")
+  subprocess.run(train_command(data_dir, train_dir), cwd=ROOT, env=binary_env(), check=True,
                  capture_output=True, timeout=300)
+  return keras.saving.load_model(train_dir / "model.keras")
 
-  process = subprocess.Popen(train_command(data_dir, resumed_dir), cwd=ROOT, env=run_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  state_path = resumed_dir / "backup" / "backup_state.json"
-  deadline = time.time() + 240
+
+def test_killed_training_resumes_with_same_steps(data_dir, reference_model, tmp_path):
+  resumed_dir = tmp_path / "resumed"
   # Kill once a mid-epoch backup of the second epoch exists (30 steps an epoch).
-  while time.time() < deadline:
-    if state_path.exists():
-      state = json.loads(state_path.read_text())
-      if state["epoch"] == 1 and state["step"] >= 4:
-        break
-    if process.poll() is not None:
-      pytest.fail("training ended before it could be killed")
-    time.sleep(0.05)
-  else:
-    process.kill()
-    pytest.fail("no mid-epoch backup appeared")
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  killed_at = kill_when_backed_up(
+      train_command(data_dir, resumed_dir), resumed_dir / "backup" / "backup_state.json",
+      lambda state: state["epoch"] == 1 and state["step"] >= 4, "a mid-epoch backup")
   assert not (resumed_dir / "model.keras").exists()
-  killed_at = json.loads(state_path.read_text())
 
-  result = subprocess.run(train_command(data_dir, resumed_dir), cwd=ROOT, env=run_env(),
+  result = subprocess.run(train_command(data_dir, resumed_dir), cwd=ROOT, env=binary_env(),
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resuming from {resumed_dir}/backup: epoch {killed_at['epoch']}" in result.stderr
@@ -72,19 +55,16 @@ def test_killed_training_resumes_with_same_steps(data_dir, tmp_path):
   assert "trained 90 steps" in result.stderr
   assert not (resumed_dir / "backup").exists()
 
-  reference = keras.saving.load_model(reference_dir / "model.keras")
   resumed = keras.saving.load_model(resumed_dir / "model.keras")
-  for expected, actual in zip(reference.get_weights(), resumed.get_weights()):
+  for expected, actual in zip(reference_model.get_weights(), resumed.get_weights()):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_deterministic_runs_give_identical_models(data_dir, tmp_path):
-  for name in ("first", "second"):
-    subprocess.run(train_command(data_dir, tmp_path / name), cwd=ROOT, env=run_env(), check=True,
-                   capture_output=True, timeout=300)
-  first = keras.saving.load_model(tmp_path / "first" / "model.keras")
+def test_deterministic_runs_give_identical_models(data_dir, reference_model, tmp_path):
+  subprocess.run(train_command(data_dir, tmp_path / "second"), cwd=ROOT, env=binary_env(),
+                 check=True, capture_output=True, timeout=300)
   second = keras.saving.load_model(tmp_path / "second" / "model.keras")
-  for a, b in zip(first.get_weights(), second.get_weights()):
+  for a, b in zip(reference_model.get_weights(), second.get_weights()):
     np.testing.assert_array_equal(a, b)
 
 
@@ -97,28 +77,18 @@ def neglection_command(data_dir, train_dir):
 
 def test_killed_theta_run_resumes_with_the_same_theta(data_dir, tmp_path):
   reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
-  subprocess.run(neglection_command(data_dir, reference_dir), cwd=ROOT, env=run_env(),
+  subprocess.run(neglection_command(data_dir, reference_dir), cwd=ROOT, env=binary_env(),
                  check=True, capture_output=True, timeout=300)
-  process = subprocess.Popen(neglection_command(data_dir, resumed_dir), cwd=ROOT, env=run_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  state_path = resumed_dir / "backup" / "backup_state.json"
-  deadline = time.time() + 240
+
+  def two_windows_closed_inside_a_third(state):
+    windows = state.get("callbacks", {}).get("NeglectionMonitor", {}).get("history", [])
+    return len(windows) >= 2 and state["step"] % 6 != 0
+
   # Kill after two θ windows have closed and inside a third (τ = 6, a backup every 2 steps).
-  while time.time() < deadline:
-    if state_path.exists():
-      state = json.loads(state_path.read_text())
-      windows = state.get("callbacks", {}).get("NeglectionMonitor", {}).get("history", [])
-      if len(windows) >= 2 and state["step"] % 6 != 0:
-        break
-    if process.poll() is not None:
-      pytest.fail("the θ run ended before it could be killed")
-    time.sleep(0.02)
-  else:
-    process.kill()
-    pytest.fail("no backup with two closed windows appeared")
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  result = subprocess.run(neglection_command(data_dir, resumed_dir), cwd=ROOT, env=run_env(),
+  kill_when_backed_up(neglection_command(data_dir, resumed_dir),
+                      resumed_dir / "backup" / "backup_state.json",
+                      two_windows_closed_inside_a_third, "two closed θ windows")
+  result = subprocess.run(neglection_command(data_dir, resumed_dir), cwd=ROOT, env=binary_env(),
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "resuming from" in result.stderr
