@@ -56,6 +56,7 @@ def test_killed_training_resumes_with_same_steps(data_dir, reference_model, tmp_
   assert not (resumed_dir / "backup").exists()
 
   resumed = keras.saving.load_model(resumed_dir / "model.keras")
+  assert len(resumed.get_weights()) == len(reference_model.get_weights())
   for expected, actual in zip(reference_model.get_weights(), resumed.get_weights()):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
 
@@ -64,6 +65,7 @@ def test_deterministic_runs_give_identical_models(data_dir, reference_model, tmp
   subprocess.run(train_command(data_dir, tmp_path / "second"), cwd=ROOT, env=binary_env(),
                  check=True, capture_output=True, timeout=300)
   second = keras.saving.load_model(tmp_path / "second" / "model.keras")
+  assert len(second.get_weights()) == len(reference_model.get_weights())
   for a, b in zip(reference_model.get_weights(), second.get_weights()):
     np.testing.assert_array_equal(a, b)
 
