@@ -232,6 +232,17 @@ def main(argv):
     else:
       cells += ["—", "—"]
     print("| " + " | ".join(cells) + " |")
+  # Does the score matter beyond the frequency band it picks? Its SDNN row against the
+  # frequency-matched random classes' SDNN row, paired per seed on the same test videos.
+  if MATCHED_RANDOM in FLAGS.variants and MATCHED_TO in FLAGS.variants:
+    versus = _paired([(os.path.join(FLAGS.output, MATCHED_TO, f"run-{seed}", "sdnn"),
+                       os.path.join(FLAGS.output, MATCHED_RANDOM, f"run-{seed}", "sdnn"))
+                      for seed in seeds])
+    summary[f"{MATCHED_TO} - {MATCHED_RANDOM}"] = versus
+    if versus:
+      low, high = versus["mean_interval"]
+      print(f"\nSDNN rows, {MATCHED_TO} − {MATCHED_RANDOM}: {100 * versus['mean']:+.2f} "
+            f"[{100 * low:+.2f}, {100 * high:+.2f}] over {versus['num_seeds']} seeds")
   artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), evidence.json_ready(summary))
   print(json.dumps({v: (s["paired"] or {}).get("mean") for v, s in summary["variants"].items()}))
 
