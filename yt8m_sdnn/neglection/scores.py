@@ -170,14 +170,14 @@ def tracked_scores(score: str, sums: Mapping[str, Any], no_positive: str = "skip
       validation shards: `oracle.measure_oracle`).
   """
   check_score(score, TRACKED_SCORES)
-  theta = neglection_scores(sums["ratio_sums"], sums["positive_minibatches"],
-                            float(sums["num_minibatches"]), no_positive=no_positive)
-  if score == "paper":
-    return theta
   if score == "null_normalized":
     return null_normalized_scores(sums["ratio_sums"], sums["null_ratio_sums"],
                                   sums["positive_minibatches"], float(sums["num_minibatches"]),
                                   no_positive=no_positive)
+  theta = neglection_scores(sums["ratio_sums"], sums["positive_minibatches"],
+                            float(sums["num_minibatches"]), no_positive=no_positive)
+  if score == "paper":
+    return theta
   # Positives seen, not minibatches with one: frequent classes are in every minibatch.
   return frequency_residual(theta, sums["positive_counts"])
 

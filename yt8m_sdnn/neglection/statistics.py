@@ -221,6 +221,17 @@ def neglection_ratios(positive_norms: tf.Tensor, negative_norms: tf.Tensor,
   return tf.maximum(ratios, 1.0)
 
 
+def observed_positives(labels: tf.Tensor, sample_weight: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """(n, c) bool: the observation is a positive of the class (label > 0.5) with weight ≠ 0."""
+  positive = tf.cast(labels, tf.float32) > 0.5
+  if sample_weight is not None:
+    sample_weight = tf.cast(sample_weight, tf.float32)
+    if sample_weight.shape.rank == 1:
+      sample_weight = sample_weight[:, tf.newaxis]
+    positive = tf.logical_and(positive, sample_weight != 0.0)
+  return positive
+
+
 def minibatch_neglection_ratios(features: tf.Tensor, outputs: tf.Tensor,
                                 labels: tf.Tensor,
                                 sample_weight: Optional[tf.Tensor] = None,
@@ -245,13 +256,8 @@ def minibatch_neglection_ratios(features: tf.Tensor, outputs: tf.Tensor,
   norms = gradient_part_norms(features, outputs, labels, sample_weight=sample_weight,
                               include_bias=include_bias, method=method)
   ratios = neglection_ratios(*norms, epsilon=epsilon)
-  positive = tf.cast(labels, tf.float32) > 0.5
-  if sample_weight is not None:
-    sample_weight = tf.cast(sample_weight, tf.float32)
-    if sample_weight.shape.rank == 1:
-      sample_weight = sample_weight[:, tf.newaxis]
-    positive = tf.logical_and(positive, sample_weight != 0.0)
-  has_positive = tf.cast(tf.reduce_any(positive, axis=0), tf.float32)
+  has_positive = tf.cast(tf.reduce_any(observed_positives(labels, sample_weight), axis=0),
+                         tf.float32)
   return ratios, has_positive
 
 

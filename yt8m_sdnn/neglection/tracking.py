@@ -50,7 +50,7 @@ import tensorflow as tf
 from yt8m_sdnn.models import OUTPUT_LAYER_NAME
 from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, check_method,
                                              minibatch_neglection_ratios,
-                                             null_neglection_ratios)
+                                             null_neglection_ratios, observed_positives)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,11 +280,7 @@ class NeglectionTrackingModel(keras.Model):
     null_ratios = null_neglection_ratios(features, y, sample_weight=sample_weight,
                                          include_bias=self.include_bias, epsilon=self.epsilon)
     self._null_ratio_sums.assign_add(null_ratios * has_positive)
-    positive = tf.cast(tf.cast(y, tf.float32) > 0.5, tf.float32)
-    if sample_weight is not None:
-      weight = tf.cast(sample_weight, tf.float32)
-      positive = positive * tf.cast((weight[:, tf.newaxis] if weight.shape.rank == 1
-                                     else weight) != 0.0, tf.float32)
+    positive = tf.cast(observed_positives(y, sample_weight), tf.float32)
     self._positive_counts.assign_add(tf.reduce_sum(positive, axis=0))
     self._positive_minibatches.assign_add(has_positive)
     self._num_minibatches.assign_add(1.0)
