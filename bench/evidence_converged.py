@@ -30,7 +30,6 @@ import dataclasses
 import json
 import os
 
-import numpy as np
 from absl import app, flags, logging
 
 from bench import real_data
@@ -124,23 +123,19 @@ WAVE_ORDER = ("sdnn", "baseline", "split_only", "augment_only", "sdnn:asymmetric
 
 
 def _paired(work_dirs: list[str], first: str, second: str) -> dict | None:
-  per_seed, samples = [], []
+  seeds, finished = [], []
   for work_dir in work_dirs:
     try:
       a, b = pipeline.load_top_k(work_dir, first), pipeline.load_top_k(work_dir, second)
     except artifacts.ArtifactError:
       continue
-    differences = bootstrap.paired_gap_differences(a, b, FLAGS.num_resamples)
-    point = (seed_summary.load_run(work_dir, [first])[first]["gap"]
-             - seed_summary.load_run(work_dir, [second])[second]["gap"])
-    per_seed.append({"work_dir": work_dir, "difference": point,
-                     "interval": bootstrap.interval(differences)})
-    samples.append(differences)
-  if not per_seed:
-    return None
-  mean = np.mean(samples, axis=0)  # the seed-mean difference on shared resamples
-  return {"per_seed": per_seed, "mean": float(np.mean([p["difference"] for p in per_seed])),
-          "mean_interval": bootstrap.interval(mean), "num_seeds": len(per_seed)}
+    gaps = seed_summary.load_run(work_dir, [first, second])
+    seeds.append((a, b, gaps[first]["gap"], gaps[second]["gap"]))
+    finished.append(work_dir)
+  result = bootstrap.paired_over_seeds(seeds, FLAGS.num_resamples)
+  for point, work_dir in zip(result["per_seed"] if result else [], finished):
+    point["work_dir"] = work_dir
+  return result
 
 
 def main(argv):

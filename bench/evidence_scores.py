@@ -164,25 +164,19 @@ def _ranking(work_dir: str, seed: int, counts: np.ndarray) -> dict | None:
 
 def _paired(pairs: list[tuple[str, str]]) -> dict | None:
   """SDNN − baseline test GAP per seed (bootstrap interval) and for the seed mean."""
-  per_seed, samples = [], []
+  seeds = []
+  gap = lambda d: artifacts.read_json(os.path.join(d, pipeline.STAGE_RESULT_FILE))["gap"]
   for sdnn_dir, baseline_dir in pairs:
     try:
       a = pipeline.load_top_k(os.path.dirname(sdnn_dir), os.path.basename(sdnn_dir))
       b = pipeline.load_top_k(os.path.dirname(baseline_dir), os.path.basename(baseline_dir))
     except artifacts.ArtifactError:
       continue
-    differences = bootstrap.paired_gap_differences(a, b, FLAGS.num_resamples)
-    gap = lambda d: artifacts.read_json(os.path.join(d, pipeline.STAGE_RESULT_FILE))["gap"]
-    per_seed.append({"difference": gap(sdnn_dir) - gap(baseline_dir),
-                     "interval": bootstrap.interval(differences),
-                     "sdnn_gap": gap(sdnn_dir), "baseline_gap": gap(baseline_dir)})
-    samples.append(differences)
-  if not per_seed:
-    return None
-  return {"per_seed": per_seed,
-          "mean": float(np.mean([p["difference"] for p in per_seed])),
-          "mean_interval": bootstrap.interval(np.mean(samples, axis=0)),
-          "num_seeds": len(per_seed)}
+    seeds.append((a, b, gap(sdnn_dir), gap(baseline_dir)))
+  result = bootstrap.paired_over_seeds(seeds, FLAGS.num_resamples)
+  for point in result["per_seed"] if result else []:
+    point["sdnn_gap"], point["baseline_gap"] = point["first_gap"], point["second_gap"]
+  return result
 
 
 def main(argv):

@@ -7,6 +7,7 @@ Flag names follow the YT8M starter code (`--train_data_pattern` becomes
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 
@@ -85,6 +86,48 @@ def define_neglection_score_flag(allowed: tuple[str, ...] = scores.NEGLECTION_SC
       "Which score ranks the classes: paper (eqs. 6-10), null_normalized (θ over its "
       "frequency-only expectation), frequency_residual (θ over the median θ of classes "
       "of similar frequency)." + oracle_note)
+
+
+def define_overwrite_flag() -> None:
+  """--overwrite for binaries that train into --train_dir."""
+  flags.DEFINE_bool("overwrite", False,
+                    "Train afresh into a --train_dir that holds a finished model (replacing "
+                    "it) or the backup of an unfinished run (discarding it). Without it a "
+                    "finished model is refused and a backup is resumed, provided it was made "
+                    "with the same settings.")
+
+
+def check_no_finished_model(train_dir: str) -> None:
+  """Refuses to train over a finished model in `train_dir` unless --overwrite.
+
+  A directory with a backup is an unfinished run and is resumed instead.
+
+  Raises:
+    artifacts.ArtifactError: naming the model and the ways on.
+  """
+  model = os.path.join(train_dir, training.MODEL_FILE)
+  if FLAGS.overwrite or not os.path.exists(model) or os.path.exists(
+      os.path.join(train_dir, "backup", training.BACKUP_STATE_FILE)):
+    return
+  try:
+    trained = training.load_model_config(train_dir).get("model", "a model")
+  except artifacts.ArtifactError:
+    trained = "a model"
+  raise artifacts.ArtifactError(
+      f"{model}: a finished model ({trained}) is already there; pass --overwrite to "
+      "retrain and replace it, or choose another --train_dir")
+
+
+def check_finite_float_flags() -> None:
+  """Refuses --x=nan or --x=inf for every float flag (absl parses both as floats).
+
+  Raises:
+    ValueError: naming the flag.
+  """
+  for name in FLAGS:
+    value = FLAGS[name].value
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"--{name}={value}: must be a finite number")
 
 
 def define_training_flags(model_default: str = "cnn", early_stopping: bool = True) -> None:
@@ -258,6 +301,7 @@ def run_main(main) -> None:
 
   def guarded(argv):
     try:
+      check_finite_float_flags()
       if "strategy" in FLAGS:
         precision = FLAGS.mixed_precision if "mixed_precision" in FLAGS else "float32"
         distribute.set_precision(precision)

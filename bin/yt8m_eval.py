@@ -32,6 +32,9 @@ def main(argv):
   del argv
   model_config = training.load_model_config(FLAGS.train_dir)
   model = training.load_trained_model(FLAGS.train_dir)
+  if distribute.is_chief():  # it writes eval_metrics.json there after the pass
+    artifacts.check_output_file(os.path.join(FLAGS.train_dir, "eval_metrics.json"),
+                                "--train_dir")
   reader_config = flag_sets.reader_config_for_model(model_config, FLAGS.eval_data)
   flag_sets.report_skipped(reader_config)
   results = evaluation.evaluate(model, reader_config, top_k=FLAGS.top_k)

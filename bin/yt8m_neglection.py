@@ -33,6 +33,7 @@ flags.DEFINE_integer("backup_steps", 100,
                      "with the same θ.")
 flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_training_flags(early_stopping=False)
+flag_sets.define_overwrite_flag()
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
@@ -42,7 +43,8 @@ flags.mark_flags_as_required(["train_data", "train_dir"])
 
 def main(argv):
   del argv
-  train_config = flag_sets.train_config(FLAGS.train_dir, backup_steps=FLAGS.backup_steps)
+  train_config = flag_sets.train_config(FLAGS.train_dir, backup_steps=FLAGS.backup_steps,
+                                        overwrite=FLAGS.overwrite)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   result = measure.measure_neglection(
       train_config, reader_config, FLAGS.fraction_of_epoch, tau=FLAGS.tau,

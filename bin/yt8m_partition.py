@@ -8,10 +8,13 @@ Example:
       --output=/tmp/plan.npz
 """
 
+import os
+
 from absl import flags, logging
 
 from bin import flag_sets
-from yt8m_sdnn import artifacts, distribute
+from yt8m_sdnn import artifacts, distribute, locking
+from yt8m_sdnn.neglection import selection
 from yt8m_sdnn.subclass import partition, plan
 
 FLAGS = flags.FLAGS
@@ -29,21 +32,23 @@ flags.mark_flags_as_required(["train_data", "neglection", "output"])
 
 def main(argv):
   del argv
-  neglection = artifacts.read_json(
-      FLAGS.neglection, regenerate_hint="Make it with yt8m-neglection.")
-  if "selected" not in neglection:
-    raise artifacts.ArtifactError(f"{FLAGS.neglection}: has no 'selected' classes")
   reader_config = flag_sets.reader_config(FLAGS.train_data)
-  if neglection.get("num_classes", reader_config.num_classes) != reader_config.num_classes:
-    raise artifacts.ArtifactError(
-        f"{FLAGS.neglection}: made for {neglection['num_classes']} classes, the data has "
-        f"{reader_config.num_classes} (--num_classes)")
-  result = partition.partition_shards(reader_config, neglection["selected"],
-                                      extrapolation=FLAGS.extrapolation,
-                                      num_subclasses=FLAGS.num_subclasses)
-  if distribute.is_chief():  # every worker holds the same merged plan
+  selected = selection.read_selected(FLAGS.neglection, reader_config.num_classes)
+  if not distribute.is_chief():  # every worker holds the same merged plan; one writes it
+    partition.partition_shards(reader_config, selected, extrapolation=FLAGS.extrapolation,
+                               num_subclasses=FLAGS.num_subclasses)
+    return
+  output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
+  if os.path.isdir(FLAGS.output):
+    raise artifacts.ArtifactError(f"--output={FLAGS.output}: is a directory; name the .npz "
+                                  "file to write")
+  with locking.exclusive(output_dir, "yt8m-partition run",
+                         lock_name=f".{os.path.basename(FLAGS.output)}.lock"):
+    result = partition.partition_shards(reader_config, selected,
+                                        extrapolation=FLAGS.extrapolation,
+                                        num_subclasses=FLAGS.num_subclasses)
     plan.save_plan(FLAGS.output, result)
-    logging.info("wrote %s: %d classes split", FLAGS.output, result.selected.size)
+  logging.info("wrote %s: %d classes split", FLAGS.output, result.selected.size)
 
 
 def run():

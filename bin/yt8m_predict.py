@@ -13,7 +13,7 @@ import io
 from absl import flags
 
 from bin import flag_sets
-from yt8m_sdnn import prediction, training
+from yt8m_sdnn import artifacts, prediction, training
 from yt8m_sdnn.data import vocabulary
 
 FLAGS = flags.FLAGS
@@ -41,6 +41,7 @@ def _print_named(path: str, names: dict, count: int, top: int = 5) -> None:
 
 def main(argv):
   del argv
+  artifacts.check_output_file(FLAGS.output_file, "--output_file")
   model_config = training.load_model_config(FLAGS.train_dir)
   model = training.load_trained_model(FLAGS.train_dir)
   names = vocabulary.load_class_names(FLAGS.vocabulary) if FLAGS.vocabulary else None

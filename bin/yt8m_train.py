@@ -33,6 +33,7 @@ flags.DEFINE_integer("keep_checkpoints", 2,
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there.")
 flag_sets.define_training_flags()
+flag_sets.define_overwrite_flag()
 flag_sets.define_data_flags()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
@@ -44,9 +45,10 @@ flags.mark_flags_as_required(["train_data", "train_dir"])
 def main(argv):
   del argv
   flag_sets.check_data_flags("train_data", "val_data", "eval_data")
+  flag_sets.check_no_finished_model(FLAGS.train_dir)
   train_config = flag_sets.train_config(
       FLAGS.train_dir, steps_per_epoch=FLAGS.steps_per_epoch, backup_steps=FLAGS.backup_steps,
-      keep_checkpoints=FLAGS.keep_checkpoints)
+      keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
   val_reader = flag_sets.val_reader_config()
   flag_sets.report_skipped(reader_config)

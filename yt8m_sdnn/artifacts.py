@@ -9,9 +9,11 @@ renames it over the target only once the write succeeded. Arrays are read back w
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from typing import Any, Iterator, Mapping
@@ -42,6 +44,22 @@ def ensure_writable_dir(directory: str) -> None:
     raise ArtifactError(f"{directory}: the directory is not writable")
 
 
+def check_output_file(path: str, flag: str = "") -> None:
+  """Checks, before any long pass, that `path` can be written as a file.
+
+  Raises:
+    ArtifactError: naming `path` (and `flag`), when it is a directory or its directory
+      cannot be created or written.
+  """
+  name = f"{flag}={path}" if flag else path
+  if tf.io.gfile.isdir(path):
+    raise ArtifactError(f"{name}: is a directory; name the file to write")
+  try:
+    ensure_writable_dir(os.path.dirname(path) or ".")
+  except ArtifactError as error:
+    raise ArtifactError(f"{name}: cannot be written ({error})") from None
+
+
 @contextlib.contextmanager
 def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
   """Yields a temporary path; on success renames it onto `path`, on failure deletes it.
@@ -69,10 +87,27 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
   try:
     yield temporary
     tf.io.gfile.rename(temporary, path, overwrite=True)
-  except BaseException:
+  except BaseException as error:
+    written = tf.io.gfile.stat(temporary).length if tf.io.gfile.exists(temporary) else 0
     if tf.io.gfile.exists(temporary):
       tf.io.gfile.remove(temporary)
+    if _is_disk_full(error):
+      free = shutil.disk_usage(directory).free if _is_local(directory) else None
+      raise ArtifactError(
+          f"{path}: no space left on the device: {written / 2**20:.1f} MB had been written "
+          f"when it ran out" + (f", {free / 2**20:.1f} MB are free in {directory}" if free
+                                 is not None else "") + "; nothing was left half-written. "
+          "Free some space (old checkpoints, --keep_checkpoints) and rerun.") from None
     raise
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  """ENOSPC, as Python, TensorFlow's file system or h5py report it."""
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return True
+  text = str(error)
+  return isinstance(error, (OSError, tf.errors.OpError, RuntimeError)) and (
+      "No space left on device" in text or "errno = 28" in text)
 
 
 def write_text(path: str, text: str) -> None:

@@ -101,3 +101,31 @@ def interval(differences: np.ndarray, level: float = 0.95) -> tuple[float, float
   tail = (1 - level) / 2 * 100
   low, high = np.percentile(differences, [tail, 100 - tail])
   return float(low), float(high)
+
+
+def paired_over_seeds(seeds: list[tuple[dict, dict, float, float]],
+                      num_resamples: int = 1000) -> dict | None:
+  """The paired GAP difference of two rows per seed and for the mean over seeds.
+
+  Args:
+    seeds: per seed (first row's top-k, second row's top-k, first GAP, second GAP),
+      the top-k as `paired_gap_differences` takes them, both rows scored on the same
+      test videos.
+    num_resamples: bootstrap resamples of the test videos.
+
+  Returns:
+    {"per_seed": [{"difference", "interval", "first_gap", "second_gap"}], "mean",
+    "mean_interval", "num_seeds"}, or None without seeds. The seed mean's interval is
+    taken over the mean of the seeds' differences on shared resamples of the videos
+    (`paired_gap_differences` draws them from a fixed seed).
+  """
+  per_seed, samples = [], []
+  for first, second, first_gap, second_gap in seeds:
+    differences = paired_gap_differences(first, second, num_resamples)
+    per_seed.append({"difference": first_gap - second_gap, "interval": interval(differences),
+                     "first_gap": first_gap, "second_gap": second_gap})
+    samples.append(differences)
+  if not per_seed:
+    return None
+  return {"per_seed": per_seed, "mean": float(np.mean([p["difference"] for p in per_seed])),
+          "mean_interval": interval(np.mean(samples, axis=0)), "num_seeds": len(per_seed)}

@@ -42,9 +42,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, distribute, evaluation, loss_registry, models, training
+from yt8m_sdnn import (artifacts, distribute, evaluation, locking, loss_registry, models,
+                       training)
 from yt8m_sdnn.data import class_counts, reader
-from yt8m_sdnn.neglection import measure, oracle
+from yt8m_sdnn.neglection import measure, oracle, selection
 from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.subclass import partition, trainer
 from yt8m_sdnn.subclass import plan as plan_lib
@@ -107,6 +108,22 @@ class PipelineConfig:
 
   def __post_init__(self):
     scores_lib.check_score(self.neglection_score)
+    # Every setting is checked here, before any stage trains for hours.
+    checks = {"top_k": self.top_k >= 1,
+              "fraction_of_epoch": 0 < self.fraction_of_epoch <= 1,
+              "tau": self.tau is None or self.tau >= 1,
+              "top_fraction": 0 < self.top_fraction <= 1,
+              "top_k_classes": self.top_k_classes is None or self.top_k_classes >= 1,
+              "extrapolation": 0 <= self.extrapolation <= 1,
+              "neglection_steps": self.neglection_steps is None or self.neglection_steps >= 1}
+    for name, valid in checks.items():
+      if not valid:
+        raise ValueError(f"{name} is out of range. Received: {name}={getattr(self, name)!r} "
+                         "(top_k, tau, top_k_classes, neglection_steps >= 1; fractions in "
+                         "(0, 1]; extrapolation in [0, 1])")
+    if self.overwrite and not self.train.overwrite:
+      # Rerunning a stage also discards the backup of its unfinished training.
+      object.__setattr__(self, "train", dataclasses.replace(self.train, overwrite=True))
     if self.neglection_score in scores_lib.ORACLE_SCORES and self.val_reader is None:
       raise ValueError(f"neglection_score={self.neglection_score!r} is an oracle read on "
                        "validation shards; give val_reader (--val_data)")
@@ -202,7 +219,9 @@ def _neglection(config: PipelineConfig) -> dict:
   """Stage `neglection`: θ of the baseline over the first part of an epoch."""
   done = _load_done(config, "neglection", measure.NEGLECTION_FILE)
   if done is not None:
-    return artifacts.read_json(done, regenerate_hint=_REGENERATE)
+    payload = artifacts.read_json(done, regenerate_hint=_REGENERATE)
+    selection.parse_selected(payload.get("selected"), config.train_reader.num_classes, done)
+    return payload
   train_dir = _stage_dir(config, "neglection")
   baseline_model = None
   if config.neglection_from_baseline or config.neglection_score in scores_lib.ORACLE_SCORES:
@@ -275,6 +294,14 @@ def run(config: PipelineConfig) -> dict:
     The comparison: per model row the four metrics, training seconds, steps, examples
     and examples/s; plus `selected` (the split classes) when SDNN stages ran.
   """
+  if not distribute.is_chief():
+    return _run(config)
+  with locking.exclusive(config.work_dir, "yt8m-sdnn run"):
+    return _run(config)
+
+
+def _run(config: PipelineConfig) -> dict:
+  """`run`, once the work dir is locked."""
   artifacts.ensure_writable_dir(config.work_dir)
   comparison: dict = {}
   plan = None

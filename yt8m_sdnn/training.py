@@ -29,14 +29,22 @@ import math
 import os
 import time
 import warnings
+import zipfile
 from typing import Any, Callable, Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, distribute, early_stopping, evaluation, loss_registry, models
+from yt8m_sdnn import (artifacts, backup, distribute, early_stopping, evaluation, locking,
+                       loss_registry, models)
 from yt8m_sdnn.data import class_counts, reader
+
+# The crash backup lives in `backup`; these names stay importable from here.
+BACKUP_STATE_FILE = backup.BACKUP_STATE_FILE
+StepBackup = backup.StepBackup
+read_backup_state = backup.read_backup_state
 
 MODEL_FILE = "model.keras"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -66,6 +74,8 @@ class TrainConfig:
       after which training stops.
     model_options: the model's own options (`models.build_model`), e.g.
       {"num_mixtures": 2} for "moe".
+    overwrite: discard the backup of an unfinished run in `train_dir` and start
+      afresh (without it the run resumes, provided the backup's settings match).
   """
   train_dir: str
   model: str = "cnn"
@@ -82,6 +92,7 @@ class TrainConfig:
   keep_checkpoints: int = 2
   patience: int = 4
   model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  overwrite: bool = False
 
   def __post_init__(self):
     if self.model not in models.MODEL_REGISTRY:
@@ -91,12 +102,21 @@ class TrainConfig:
       raise ValueError(f"Expected one of {list(OPTIMIZERS)}. Received: optimizer={self.optimizer!r}")
     if self.num_epochs <= 0:
       raise ValueError(f"num_epochs must be positive. Received: num_epochs={self.num_epochs}")
-    if self.learning_rate <= 0:
-      raise ValueError(f"learning_rate must be positive. Received: {self.learning_rate}")
+    # Written so that NaN fails every check (NaN compares false with everything).
+    if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+      raise ValueError(f"learning_rate must be a positive finite number. Received: "
+                       f"learning_rate={self.learning_rate}")
     if not 0 < self.learning_rate_decay <= 1:
       raise ValueError(f"learning_rate_decay must be in (0, 1]. Received: {self.learning_rate_decay}")
-    if self.weight_decay < 0:
-      raise ValueError(f"weight_decay must be >= 0. Received: {self.weight_decay}")
+    if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+      raise ValueError(f"weight_decay must be a finite number >= 0. Received: "
+                       f"weight_decay={self.weight_decay}")
+    if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+      raise ValueError(f"steps_per_epoch must be >= 1 (or None for a full pass). Received: "
+                       f"steps_per_epoch={self.steps_per_epoch}")
+    if self.backup_steps < 0:
+      raise ValueError(f"backup_steps must be >= 0 (0: only at epoch ends). Received: "
+                       f"backup_steps={self.backup_steps}")
     if self.patience < 1:
       raise ValueError(f"patience must be >= 1. Received: patience={self.patience}")
 
@@ -165,11 +185,26 @@ def model_config_dict(reader_config: reader.ReaderConfig, train_config: TrainCon
   }
 
 
+# The keys `model_config_dict` writes and readers of a trained model rely on.
+MODEL_CONFIG_KEYS = ("num_classes", "num_outputs", "feature_names", "feature_sizes",
+                     "frame_level", "id_key")
+
+
 def load_model_config(train_dir: str) -> dict:
-  """Reads `model_config.json` of a train_dir, or says how to make one."""
-  return artifacts.read_json(
-      os.path.join(train_dir, MODEL_CONFIG_FILE),
-      regenerate_hint=f"Train a model into {train_dir} first (yt8m-train --train_dir=...).")
+  """Reads `model_config.json` of a train_dir, or says how to make one.
+
+  Raises:
+    artifacts.ArtifactError: naming the file, when it is missing, not JSON, or lacks a
+      key of `MODEL_CONFIG_KEYS`.
+  """
+  path = os.path.join(train_dir, MODEL_CONFIG_FILE)
+  hint = f"Train a model into {train_dir} first (yt8m-train --train_dir=...)."
+  config = artifacts.read_json(path, regenerate_hint=hint)
+  missing = [key for key in MODEL_CONFIG_KEYS if key not in config]
+  if missing:
+    raise artifacts.ArtifactError(f"{path}: lacks {missing}; it was not written by this "
+                                  f"project's yt8m-train. {hint}")
+  return config
 
 
 def load_trained_model(train_dir: str) -> keras.Model:
@@ -178,15 +213,34 @@ def load_trained_model(train_dir: str) -> keras.Model:
   if not tf.io.gfile.exists(path):
     raise artifacts.ArtifactError(
         f"{path}: file not found. Train a model into {train_dir} first (yt8m-train).")
+  if _is_local(path) and not zipfile.is_zipfile(path):
+    raise artifacts.ArtifactError(
+        f"{path}: not a Keras .keras archive (not a zip file). Retrain it with yt8m-train.")
   try:
     return keras.saving.load_model(path, safe_mode=True, compile=False)
-  except (ValueError, OSError, KeyError) as error:
+  except Exception as error:  # pylint: disable=broad-except  # any failure: one line
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     raise artifacts.ArtifactError(
-        f"{path}: cannot load the model ({error}). Retrain it with yt8m-train.") from None
+        f"{path}: cannot load the model ({type(error).__name__}: {message[:300]}). Safe "
+        "mode refuses archives that name code outside Keras and this project; retrain it "
+        "with yt8m-train.") from None
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def check_finite_weights(model: keras.Model, path: str) -> None:
+  """Refuses a model with a NaN or infinite weight, naming the weight and `path`."""
+  for weight in model.weights:
+    if not np.isfinite(np.asarray(weight)).all():
+      raise artifacts.ArtifactError(
+          f"{path}: not saved: the weight {weight.path} holds NaN or infinite values")
 
 
 def save_model(model: keras.Model, path: str) -> None:
-  """Saves a `.keras` file atomically."""
+  """Saves a `.keras` file atomically; a model with non-finite weights is refused."""
+  check_finite_weights(model, path)
   with artifacts.atomic_write_path(path, suffix=".keras") as temporary:
     model.save(temporary)
 
@@ -227,95 +281,54 @@ class _Clock(keras.callbacks.Callback):
     return self.seconds + (time.perf_counter() - self._start if self._start else 0.0)
 
 
-BACKUP_STATE_FILE = "backup_state.json"
+class NonFiniteLossError(ValueError):
+  """The training loss became NaN or infinite; nothing was saved."""
 
 
-class StepBackup(keras.callbacks.Callback):
-  """Backs up weights and optimizer state every `save_steps` steps, atomically.
+class _StopOnNonFiniteLoss(keras.callbacks.Callback):
+  """Stops training on the first non-finite loss, before any backup or model is written.
 
-  Keras' `BackupAndRestore` restarts a killed epoch from its first batch, so a resumed
-  run takes more steps than an uninterrupted one. This records the position (epoch,
-  steps done in it) next to the weights; `train` then skips the batches already
-  trained on. Weights go to a new file through `artifacts.atomic_write_path`, then the
-  state JSON is replaced atomically, then the older file is deleted: a crash at any
-  point leaves a state that names a complete file.
+  Like Keras' `TerminateOnNaN`, but an error naming the step rather than a quiet stop
+  that would go on to save NaN weights. It runs before the backup callback, so the last
+  backup on disk holds the last finite weights.
   """
 
-  def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0,
-               clock: _Clock | None = None, examples: tf.Variable | None = None,
-               stateful: dict[str, keras.callbacks.Callback] | None = None):
+  def __init__(self, clock: "_Clock"):
     super().__init__()
-    self.backup_dir = backup_dir
-    self.save_steps = save_steps
-    self._epoch = epoch
-    self._step = step
-    # The run's totals so far, so a resumed run reports the whole run's steps and time.
     self._clock = clock
-    self._examples = examples
-    # Callbacks with state of their own (`backup_state`/`restore_backup_state`, and
-    # optionally `after_backup`), by name: early stopping's best epoch, patience
-    # counter and curve, the θ monitor's closed windows.
-    self._stateful = stateful or {}
+    self._epoch = 0
+    self._step = 0
 
   def on_epoch_begin(self, epoch, logs=None):
-    if epoch != self._epoch:
-      self._epoch, self._step = epoch, 0
+    self._epoch, self._step = epoch, 0
 
   def on_train_batch_end(self, batch, logs=None):
     self._step += 1
-    if self.save_steps and self._step % self.save_steps == 0:
-      self.save(self._epoch, self._step)
-
-  def on_epoch_end(self, epoch, logs=None):
-    self.save(epoch + 1, 0)
-    self._epoch, self._step = epoch + 1, 0
-
-  def save(self, epoch: int, step: int) -> None:
-    name = f"backup-epoch{epoch:04d}-step{step:08d}.weights.h5"
-    path = os.path.join(self.backup_dir, name)
-    with artifacts.atomic_write_path(path, suffix=".weights.h5") as temporary:
-      self.model.save_weights(temporary)
-    state_path = os.path.join(self.backup_dir, BACKUP_STATE_FILE)
-    previous = read_backup_state(self.backup_dir)
-    state = {"epoch": epoch, "step": step, "weights": name}
-    if self._clock is not None:
-      state.update(total_steps=self._clock.steps, total_seconds=self._clock.elapsed())
-    if self._examples is not None:
-      state["total_examples"] = int(self._examples.numpy())
-    if self._stateful:
-      state["callbacks"] = {name: callback.backup_state()
-                            for name, callback in self._stateful.items()}
-    artifacts.write_json(state_path, state)
-    for callback in self._stateful.values():
-      if hasattr(callback, "after_backup"):
-        callback.after_backup()  # e.g. delete files the new state no longer names
-    if previous and previous["weights"] != name:
-      stale = os.path.join(self.backup_dir, previous["weights"])
-      if tf.io.gfile.exists(stale):
-        tf.io.gfile.remove(stale)
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      raise NonFiniteLossError(
+          f"the training loss is {float(loss)} at epoch {self._epoch + 1}, step {self._step} "
+          f"of it ({self._clock.steps + 1} steps in all); training stopped and no model was "
+          "saved. Lower --learning_rate, or check the data, the loss settings and the "
+          "subclass plan.")
 
 
-def read_backup_state(backup_dir: str) -> dict | None:
-  """The position and weights file of the last backup, or None when there is none."""
-  path = os.path.join(backup_dir, BACKUP_STATE_FILE)
-  if not tf.io.gfile.exists(path):
-    return None
-  state = artifacts.read_json(path, regenerate_hint=f"Delete {backup_dir} to start afresh.")
-  if not tf.io.gfile.exists(os.path.join(backup_dir, state.get("weights", ""))):
-    raise artifacts.ArtifactError(
-        f"{path}: names {state.get('weights')!r}, which is missing. Delete {backup_dir} "
-        "to start afresh.")
-  return state
+class _EpochCheckpoint(keras.callbacks.Callback):
+  """Saves `epoch-NNN.weights.h5` atomically after each epoch; keeps the newest `keep`.
 
-
-class _PruneCheckpoints(keras.callbacks.Callback):
-  """Deletes all but the newest `keep` per-epoch checkpoints after each epoch."""
+  Keras' `ModelCheckpoint` writes the file in place, so a crash or a full disk
+  mid-write leaves a truncated checkpoint that still loads; this one writes a
+  temporary file and renames it (`artifacts.atomic_write_path`).
+  """
 
   def __init__(self, directory: str, keep: int):
     super().__init__()
     self.directory, self.keep = directory, keep
 
   def on_epoch_end(self, epoch, logs=None):
+    path = os.path.join(self.directory, f"epoch-{epoch + 1:03d}.weights.h5")
+    with artifacts.atomic_write_path(path, suffix=".weights.h5") as temporary:
+      self.model.save_weights(temporary)
     if self.keep <= 0 or not tf.io.gfile.isdir(self.directory):
       return
     names = sorted(name for name in tf.io.gfile.listdir(self.directory)
@@ -328,11 +341,8 @@ def default_callbacks(train_config: TrainConfig) -> list[keras.callbacks.Callbac
   """TensorBoard, per-epoch checkpoints and the learning-rate schedule."""
   return [
       keras.callbacks.TensorBoard(os.path.join(train_config.train_dir, "logs")),
-      keras.callbacks.ModelCheckpoint(
-          os.path.join(train_config.train_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"),
-          save_weights_only=True),
-      _PruneCheckpoints(os.path.join(train_config.train_dir, "checkpoints"),
-                        train_config.keep_checkpoints),
+      _EpochCheckpoint(os.path.join(train_config.train_dir, "checkpoints"),
+                       train_config.keep_checkpoints),
       _EpochLearningRate(train_config.learning_rate, train_config.learning_rate_decay),
   ]
 
@@ -431,13 +441,24 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
 
   Raises:
     reader.DataError: a training record cannot be used (names file and record).
+    locking.DirectoryInUseError: another process is training into `train_dir`.
+    backup.BackupMismatchError: `train_dir` holds the backup of a run with other
+      settings (and `train_config.overwrite` is off).
+    NonFiniteLossError: the loss became NaN or infinite (nothing saved).
   """
   chief = distribute.is_chief()
   if not chief:
     # Synchronous replicas hold the chief's weights; the others write to scratch.
     train_config = dataclasses.replace(
         train_config, train_dir=distribute.writable_dir(train_config.train_dir))
-  artifacts.ensure_writable_dir(train_config.train_dir)
+  with locking.exclusive(train_config.train_dir, "training run"):
+    return _train(train_config, reader_config, model, loss, dataset_transform,
+                  extra_callbacks, num_outputs, model_to_save, val_reader, top_k, chief)
+
+
+def _train(train_config, reader_config, model, loss, dataset_transform, extra_callbacks,
+           num_outputs, model_to_save, val_reader, top_k, chief) -> TrainResult:
+  """`train`, once `train_dir` is locked."""
   set_seed(train_config, reader_config)
   num_outputs = num_outputs or reader_config.num_classes
   if model is None:
@@ -455,10 +476,24 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   saved = model_to_save or getattr(model, "model", model)
   backup_dir = os.path.join(train_config.train_dir, "backup")
   start_epoch, start_step = 0, 0
+  settings = backup.fingerprint(train_config, reader_config, model, loss)
+  if train_config.overwrite and tf.io.gfile.exists(backup_dir):
+    logging.info("overwrite: discarding the unfinished run's backup in %s", backup_dir)
+    tf.io.gfile.rmtree(backup_dir)
   state = read_backup_state(backup_dir)
   if state is not None:
+    backup.check_fingerprint(state, settings, backup_dir,
+                             overwrite_hint=f"--overwrite, or delete {backup_dir}")
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(backup_dir, state["weights"]))
+    weights_path = os.path.join(backup_dir, state["weights"])
+    try:
+      model.load_weights(weights_path)
+    except (ValueError, OSError, KeyError) as error:
+      raise backup.BackupMismatchError(
+          f"{weights_path}: cannot restore this backup into the model ({error}); delete "
+          f"{backup_dir} (or pass --overwrite) to start afresh.") from None
+    if "seed_states" in state:  # backups older than the seed states have none
+      backup.restore_seed_states(model, state["seed_states"], backup_dir)
     start_epoch, start_step = state["epoch"], state["step"]
     logging.info("resuming from %s: epoch %d, step %d", backup_dir, start_epoch, start_step)
   clock = _Clock()
@@ -480,13 +515,15 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     for name, callback_state in state.get("callbacks", {}).items():
       if name in stateful:
         stateful[name].restore_backup_state(callback_state)
-  backup = StepBackup(backup_dir, train_config.backup_steps, start_epoch, start_step,
-                      clock=clock, examples=examples, stateful=stateful)
+  step_backup = backup.StepBackup(backup_dir, train_config.backup_steps, start_epoch,
+                                  start_step, clock=clock, examples=examples,
+                                  stateful=stateful, settings=settings)
   # Early stopping first: it adds val_gap to the epoch logs TensorBoard writes. The
-  # backup last: every callback's state (the θ monitor closing a window, the patience
-  # counter) must be current for the step it saves.
-  callbacks = ([stopping] if stopping else []) + default_callbacks(train_config) + [
-      clock] + list(extra_callbacks) + [backup]
+  # NaN check before anything that writes, the backup last: every callback's state (the
+  # θ monitor closing a window, the patience counter) must be current for the step it
+  # saves.
+  callbacks = [_StopOnNonFiniteLoss(clock)] + ([stopping] if stopping else []) + \
+      default_callbacks(train_config) + [clock] + list(extra_callbacks) + [step_backup]
   history: dict = {}
   try:
     for epoch in range(start_epoch, train_config.num_epochs):

@@ -16,6 +16,44 @@ from typing import Optional
 import numpy as np
 from absl import logging
 
+from yt8m_sdnn import artifacts
+
+def read_selected(path: str, num_classes: int | None = None) -> list[int]:
+  """The `selected` class ids of a `neglection.json`, checked (see `parse_selected`)."""
+  payload = artifacts.read_json(path, regenerate_hint="Make it with yt8m-neglection.")
+  if "selected" not in payload:
+    raise artifacts.ArtifactError(f"{path}: has no 'selected' classes")
+  if num_classes is not None and payload.get("num_classes", num_classes) != num_classes:
+    raise artifacts.ArtifactError(
+        f"{path}: made for {payload['num_classes']} classes, the data has {num_classes} "
+        "(--num_classes)")
+  return parse_selected(payload["selected"], num_classes, path)
+
+
+def parse_selected(selected, num_classes: int | None, source: str) -> list[int]:
+  """`selected` as a list of distinct class ids in [0, num_classes), or an error.
+
+  JSON integers only: 1.7, true, "3" and null are refused rather than coerced.
+
+  Raises:
+    artifacts.ArtifactError: naming `source` and the first offending value.
+  """
+  if not isinstance(selected, list) or not selected:
+    raise artifacts.ArtifactError(
+        f"{source}: 'selected' must be a non-empty list of class ids, found {selected!r:.80}")
+  for value in selected:
+    if type(value) is not int:  # bool is an int subclass: refused too
+      raise artifacts.ArtifactError(
+          f"{source}: 'selected' holds {value!r:.40}, which is not an integer class id")
+    if value < 0 or (num_classes is not None and value >= num_classes):
+      raise artifacts.ArtifactError(
+          f"{source}: 'selected' holds class {value}, outside [0, {num_classes})")
+  if len(set(selected)) != len(selected):
+    repeated = next(value for value in selected if selected.count(value) > 1)
+    raise artifacts.ArtifactError(f"{source}: 'selected' repeats class {repeated}")
+  return list(selected)
+
+
 # Absorbs binary rounding of products such as 0.29 × 100 = 28.999999999999996.
 _FRACTION_TOLERANCE = 1e-9
 

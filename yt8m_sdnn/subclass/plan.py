@@ -124,6 +124,16 @@ class SubclassPlan:
       raise ValueError(f"'{other}' belongs to the other method; method={self.method!r}")
     if np.any(self.subclass_counts < 0):
       raise ValueError("'subclass_counts' has negative counts")
+    for name in ("mean", "anchors", "thresholds", "centroids"):
+      value = getattr(self, name)
+      if value is None:
+        continue
+      # +inf is a real threshold (a class of < 2 videos: subclass 1 empty); NaN is not.
+      bad = (np.isnan(value) | (value == -np.inf)) if name == "thresholds" else \
+          ~np.isfinite(value)
+      if bad.any():
+        allowed = "NaN or -inf" if name == "thresholds" else "NaN or infinite values"
+        raise ValueError(f"'{name}' holds {allowed} ({int(bad.sum())} of {value.size})")
     self.layout  # pylint: disable=pointless-statement  # checks the class ids
 
   @property
