@@ -54,9 +54,7 @@ flags.DEFINE_integer("batch_size", 512, "Batch size (the paper's).")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
 
-TRAIN = "validate00[0-4]*,validate010*,validate011*"
-VALIDATION = "validate012*"
-TEST = "validate013*,validate014*"
+TRAIN, VALIDATION, TEST = real_data.TRAIN, real_data.VALIDATION, real_data.TEST
 DIFFERENCES = (("sdnn", "baseline"), ("split_only", "baseline"), ("augment_only", "baseline"),
                ("sdnn:asymmetric", "baseline:asymmetric"), ("baseline:asymmetric", "baseline"))
 

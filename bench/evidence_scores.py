@@ -57,9 +57,7 @@ flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finish
 MATCHED_RANDOM = "matched_random"
 MATCHED_TO = "null_normalized"
 MATCH_NEIGHBOURS = 10
-TRAIN = "validate00[0-4]*,validate010*,validate011*"
-VALIDATION = "validate012*"
-TEST = "validate013*,validate014*"
+TRAIN, VALIDATION, TEST = real_data.TRAIN, real_data.VALIDATION, real_data.TEST
 
 
 def _pattern(shards: str) -> str:

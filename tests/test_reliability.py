@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -279,3 +280,14 @@ def test_train_binary_refuses_to_replace_a_finished_model_without_overwrite(shar
   assert (tmp_path / "run" / "model.keras").stat().st_mtime_ns == first
   assert run("--overwrite").returncode == 0
   assert (tmp_path / "run" / "model.keras").stat().st_mtime_ns != first
+
+
+def test_model_naming_code_outside_keras_is_one_line(tmp_path):
+  with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+    archive.writestr("metadata.json", json.dumps({"keras_version": keras.__version__}))
+    archive.writestr("config.json", json.dumps(
+        {"module": "os", "class_name": "system", "config": {}, "registered_name": None}))
+    archive.writestr("model.weights.h5", b"")
+  with pytest.raises(artifacts.ArtifactError, match=f"{tmp_path}/model.keras: cannot load "
+                     r"the model \(\w+: .*\)\. Safe mode"):
+    training.load_trained_model(str(tmp_path))
