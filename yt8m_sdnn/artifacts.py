@@ -19,7 +19,38 @@ import zipfile
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import tensorflow as tf
+
+try:
+  import tensorflow as tf
+  _gfile = tf.io.gfile
+  _FILE_SYSTEM_ERRORS: tuple[type[BaseException], ...] = (tf.errors.OpError, OSError)
+except ImportError:  # a Keras-on-JAX host without TensorFlow: local files only
+  tf = None
+  _FILE_SYSTEM_ERRORS = (OSError,)
+
+  class _LocalGFile:
+    """The few `tf.io.gfile` calls this module makes, on the local file system."""
+    exists = staticmethod(os.path.exists)
+    isdir = staticmethod(os.path.isdir)
+    remove = staticmethod(os.remove)
+    GFile = staticmethod(open)
+
+    @staticmethod
+    def makedirs(path):
+      os.makedirs(path, exist_ok=True)
+
+    @staticmethod
+    def rename(source, target, overwrite=False):
+      del overwrite  # os.replace always replaces
+      os.replace(source, target)
+
+    @staticmethod
+    def stat(path):
+      class _Stat:  # pylint: disable=too-few-public-methods
+        length = os.path.getsize(path)
+      return _Stat
+
+  _gfile = _LocalGFile()
 
 
 class ArtifactError(ValueError):
@@ -37,8 +68,8 @@ def ensure_writable_dir(directory: str) -> None:
     ArtifactError: naming the directory, when it cannot be created or written.
   """
   try:
-    tf.io.gfile.makedirs(directory)
-  except (tf.errors.OpError, OSError) as error:
+    _gfile.makedirs(directory)
+  except _FILE_SYSTEM_ERRORS as error:
     raise ArtifactError(f"{directory}: cannot create the directory ({error})") from None
   if _is_local(directory) and not os.access(directory, os.W_OK | os.X_OK):
     raise ArtifactError(f"{directory}: the directory is not writable")
@@ -52,7 +83,7 @@ def check_output_file(path: str, flag: str = "") -> None:
       cannot be created or written.
   """
   name = f"{flag}={path}" if flag else path
-  if tf.io.gfile.isdir(path):
+  if _gfile.isdir(path):
     raise ArtifactError(f"{name}: is a directory; name the file to write")
   try:
     ensure_writable_dir(os.path.dirname(path) or ".")
@@ -86,11 +117,11 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
     temporary = f"{path}.tmp-{os.getpid()}{suffix}"
   try:
     yield temporary
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    _gfile.rename(temporary, path, overwrite=True)
   except BaseException as error:
-    written = tf.io.gfile.stat(temporary).length if tf.io.gfile.exists(temporary) else 0
-    if tf.io.gfile.exists(temporary):
-      tf.io.gfile.remove(temporary)
+    written = _gfile.stat(temporary).length if _gfile.exists(temporary) else 0
+    if _gfile.exists(temporary):
+      _gfile.remove(temporary)
     if _is_disk_full(error):
       free = shutil.disk_usage(directory).free if _is_local(directory) else None
       raise ArtifactError(
@@ -106,14 +137,14 @@ def _is_disk_full(error: BaseException) -> bool:
   if isinstance(error, OSError) and error.errno == errno.ENOSPC:
     return True
   text = str(error)
-  return isinstance(error, (OSError, tf.errors.OpError, RuntimeError)) and (
+  return isinstance(error, _FILE_SYSTEM_ERRORS + (RuntimeError,)) and (
       "No space left on device" in text or "errno = 28" in text)
 
 
 def write_text(path: str, text: str) -> None:
   """Writes `text` to `path` atomically."""
   with atomic_write_path(path) as temporary:
-    with tf.io.gfile.GFile(temporary, "w") as stream:
+    with _gfile.GFile(temporary, "w") as stream:
       stream.write(text)
 
 
@@ -125,10 +156,10 @@ def write_json(path: str, payload: Mapping[str, Any]) -> None:
 def read_json(path: str, regenerate_hint: str = "") -> dict[str, Any]:
   """Reads a JSON object, naming the file (and how to remake it) on any failure."""
   hint = f" {regenerate_hint}" if regenerate_hint else ""
-  if not tf.io.gfile.exists(path):
+  if not _gfile.exists(path):
     raise ArtifactError(f"{path}: file not found.{hint}")
   try:
-    with tf.io.gfile.GFile(path, "r") as stream:
+    with _gfile.GFile(path, "r") as stream:
       payload = json.load(stream)
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
     raise ArtifactError(f"{path}: not valid JSON ({error}).{hint}") from None
@@ -142,17 +173,17 @@ def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   buffer = io.BytesIO()  # zip writing seeks back, which GFile streams do not allow
   np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
   with atomic_write_path(path, suffix=".npz") as temporary:
-    with tf.io.gfile.GFile(temporary, "wb") as stream:
+    with _gfile.GFile(temporary, "wb") as stream:
       stream.write(buffer.getvalue())
 
 
 def read_npz(path: str, regenerate_hint: str = "") -> dict[str, np.ndarray]:
   """Reads every array of an `.npz` with `allow_pickle=False`."""
   hint = f" {regenerate_hint}" if regenerate_hint else ""
-  if not tf.io.gfile.exists(path):
+  if not _gfile.exists(path):
     raise ArtifactError(f"{path}: file not found.{hint}")
   try:
-    with tf.io.gfile.GFile(path, "rb") as stream:
+    with _gfile.GFile(path, "rb") as stream:
       data = stream.read()
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
       return {name: archive[name] for name in archive.files}

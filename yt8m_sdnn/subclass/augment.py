@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from yt8m_sdnn.subclass import arrays
 from yt8m_sdnn.subclass import plan as plan_lib
 from yt8m_sdnn.subclass.partition import distances_to_mean
 
@@ -82,25 +83,6 @@ def assign_subclasses(features: tf.Tensor, labels: tf.Tensor,
   return _assign(features, members, plan)
 
 
-def _unit_sources(plan: plan_lib.SubclassPlan) -> tuple[np.ndarray, np.ndarray]:
-  """How the layout places each selected class's subclasses.
-
-  Returns (own_subclass, appended): the subclass that keeps each selected class's own
-  unit, and for every appended unit num_classes, num_classes + 1, ... the (selected
-  index, subclass) it stands for. Read from `class_units`, not assumed.
-  """
-  layout = plan.layout
-  own_subclass = np.zeros(plan.selected.size, np.int64)
-  appended = np.zeros((layout.num_units - plan.num_classes, 2), np.int64)
-  for index, class_id in enumerate(plan.selected):
-    for subclass, unit in enumerate(layout.class_units(int(class_id))):
-      if unit == class_id:
-        own_subclass[index] = subclass
-      else:
-        appended[unit - plan.num_classes] = index, subclass
-  return own_subclass, appended
-
-
 def _appended_labels(subclasses: tf.Tensor, appended: np.ndarray, num_subclasses: int,
                      dtype: tf.DType) -> tf.Tensor:
   """(batch, num_units - num_classes) labels of the appended units."""
@@ -136,7 +118,7 @@ def make_subclass_transform(plan: plan_lib.SubclassPlan, augment: bool = True,
     transform = make_subclass_transform(plan)
     dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).rebatch(512)
   """
-  own_subclass, appended = _unit_sources(plan)
+  own_subclass, appended = arrays.unit_sources(plan)
   own_subclass = tf.constant(own_subclass)
   selected = tf.constant(plan.selected)
   slot_of_class = np.full(plan.num_classes, -1, np.int64)

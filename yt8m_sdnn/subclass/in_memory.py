@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_sdnn.data import formats
-from yt8m_sdnn.subclass import augment, partition, split_search
+from yt8m_sdnn.subclass import arrays, augment, partition
 from yt8m_sdnn.subclass import plan as plan_lib
 
 METHODS = plan_lib.METHODS
@@ -49,20 +49,6 @@ class InMemoryPartition:
   """
   plan: plan_lib.SubclassPlan
   subclasses: np.ndarray
-
-
-def _algorithm1_class(distances: np.ndarray) -> tuple[float, int, int]:
-  """Algorithm 1 on one class's distances: (threshold, farthest row, nearest row)."""
-  # Algorithm 1, step 2: descending; a stable sort keeps ties in order of appearance.
-  order = np.argsort(-distances, kind="stable")
-  half = distances.size // 2  # Algorithm 1, step 3
-  if half == 0:
-    threshold = np.inf
-  else:
-    threshold = float(split_search.split_threshold(distances[order[half - 1]],
-                                                   distances[order[half]]))
-  # Algorithm 1, step 6; argmax/argmin return the first occurrence.
-  return threshold, int(np.argmax(distances)), int(np.argmin(distances))
 
 
 def _kmeans_class(members: np.ndarray, mean: np.ndarray, num_subclasses: int, seed: int,
@@ -153,7 +139,7 @@ def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequ
       rows = np.flatnonzero(labels[:, class_id] > 0.5)
       if not rows.size:
         continue
-      thresholds[index], farthest, nearest = _algorithm1_class(distances[rows])
+      thresholds[index], farthest, nearest = arrays.algorithm1_class(distances[rows])
       anchors[index] = features[rows[[farthest, nearest]]]
     method_arrays = {"thresholds": thresholds}
   else:
