@@ -11,7 +11,11 @@ It is both the baseline that the metrics benchmark times `yt8m_sdnn.metrics` aga
 and the reference the metrics tests compare with, so it lives in one place. One
 change makes it deterministic: when an AP calculator is read, its items are put back
 in arrival order (a sort) where the starter shuffles them (`random.sample`), so tied
-scores rank in arrival order; the two cost about the same.
+scores rank in arrival order. With that and an arrival counter in place of the
+starter's per-call list conversions and heap unzip it runs 1.6-1.7x faster than the
+starter as shipped, so the benchmark times against `bench_metrics`'s step-for-step copy
+of the shipped calculator (`ShippedEvaluationMetrics`), and this stays the reference of
+the tests.
 """
 
 from __future__ import annotations

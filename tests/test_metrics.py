@@ -232,3 +232,117 @@ def test_merged_states_equal_one_pass():
   merged.merge_state(second.state())
   assert merged.result() == pytest.approx(whole.result(), abs=1e-12)
   np.testing.assert_allclose(merged.class_average_precision(), whole.class_average_precision())
+
+
+def _straightforward_metrics(predictions, labels, top_k: int) -> dict:
+  """The module docstring's definitions and tie rules, video by video, in plain Python.
+
+  Within a video the lower class ranks first among equal scores (a stable sort); in
+  the pooled lists the earlier video, then the video's own order.
+  """
+  num_videos, num_classes = predictions.shape
+  top_k = min(top_k, num_classes)
+  truth = labels > 0
+  hits_at_one = perr_sum = 0.0
+  pooled = []  # (score, video, rank in video, class, hit)
+  for video in range(num_videos):
+    order = np.argsort(-predictions[video], kind="stable")
+    hits_at_one += truth[video, order[0]]
+    num_labels = int(truth[video].sum())
+    if num_labels:
+      first_n = order[:num_labels]
+      true_in_first_n = truth[video, first_n] & (predictions[video, first_n] > 0)
+      perr_sum += np.sum(true_in_first_n) / num_labels
+    pooled += [(float(predictions[video, class_id]), video, rank, class_id,
+                bool(truth[video, class_id])) for rank, class_id in enumerate(order[:top_k])]
+  pooled.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))
+
+  def average_precision(hits, num_positives):
+    found = np.cumsum(hits)
+    return float(np.sum((found / np.arange(1, len(hits) + 1))[hits]) / num_positives)
+
+  num_positives = int(truth.sum())
+  gap = average_precision(np.array([entry[4] for entry in pooled]), num_positives)
+  class_ap = np.full(num_classes, np.nan)
+  for class_id in np.flatnonzero(truth.any(axis=0)):
+    class_ap[class_id] = average_precision(
+        np.array([entry[4] for entry in pooled if entry[3] == class_id], bool),
+        truth[:, class_id].sum())
+  return {"hit_at_one": hits_at_one / num_videos, "perr": perr_sum / num_videos, "gap": gap,
+          "map": float(np.nanmean(class_ap)), "class_ap": class_ap}
+
+
+def _tied_case(num_videos: int, num_classes: int, seed: int, dtype):
+  """Scores on a grid of 1/8 (ties everywhere, zeros, negatives) and awkward rows."""
+  rng = np.random.default_rng(seed)
+  predictions = (rng.integers(-8, 9, (num_videos, num_classes)) / 8).astype(dtype)
+  labels = (rng.random((num_videos, num_classes)) < 4 / num_classes).astype(np.float32)
+  labels[rng.random(labels.shape) < 1 / num_classes] = 0.5  # true too: > 0
+  labels[rng.random(labels.shape) < 1 / num_classes] = -1.0  # false: not > 0
+  predictions[3] = 0.0  # a video of all-zero scores, labelled
+  labels[3, :3] = 1.0
+  predictions[4] = -0.0  # all -0.0, which ties 0.0, and without labels
+  labels[4] = 0.0
+  labels[10:14] = 0.0  # more videos without labels
+  predictions[17, ::2] = predictions[17, 1::2] = 0.25  # a video of one value
+  labels[20, :2 * 20 + 5] = 1.0  # more labels than top_k: PERR ranks deeper
+  predictions[21, 5] = predictions[22, 5] = predictions[23, 5] = 2.0  # ties across videos
+  labels[21:24, 5] = [0, 1, 0]
+  return predictions, labels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_classes", [1300, 500, 60])
+def test_fast_path_equals_a_straightforward_reference_whatever_the_batches(
+    monkeypatch, dtype, num_classes):
+  # 1300 classes: two block levels; 500: one, with 20 classes left over; 60: narrow
+  # rows, sorted whole. Chunks of 3 videos and parts of 2 chunks cross every batch.
+  predictions, labels = _tied_case(150, num_classes, seed=num_classes, dtype=dtype)
+  expected = _straightforward_metrics(predictions, labels, top_k=20)
+  monkeypatch.setattr(metrics, "_CHUNK_BYTES", 3 * num_classes * np.dtype(dtype).itemsize)
+  monkeypatch.setattr(metrics, "_PART_BYTES", 6 * num_classes)
+  results = []
+  for batch_size in (150, 64, 7, 1):
+    evaluation = metrics.EvaluationMetrics(num_classes, top_k=20)
+    for start in range(0, len(predictions), batch_size):
+      evaluation.accumulate(predictions[start:start + batch_size],
+                            labels[start:start + batch_size])
+    result = evaluation.result()
+    for key in ("hit_at_one", "perr", "gap", "map"):
+      assert result[key] == pytest.approx(expected[key], rel=1e-12), (key, batch_size)
+    np.testing.assert_allclose(evaluation.class_average_precision(), expected["class_ap"],
+                               rtol=1e-12)
+    results.append(result)
+  # GAP and mAP rank the pooled lists at the end: bit for bit whatever the batches.
+  # PERR adds per-batch sums, so only its rounding may differ.
+  for result in results[1:]:
+    assert result == dict(results[0], perr=pytest.approx(results[0]["perr"], rel=1e-12))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ranked_top_in_key_groups_and_chunks_is_a_stable_descending_sort(monkeypatch, dtype):
+  # Sort keys with room for 4 rows, so 37 rows sort in 10 groups; chunks of 5 rows.
+  monkeypatch.setattr(metrics, "_KEY_BITS", 32 + 11 + 2)  # 1500 classes: 11 bits
+  monkeypatch.setattr(metrics, "_CHUNK_BYTES", 5 * 1500 * np.dtype(dtype).itemsize)
+  predictions, _ = _tied_case(37, 1500, seed=5, dtype=dtype)
+  classes, ranked = metrics._ranked_top(predictions, 20)  # pylint: disable=protected-access
+  expected = np.argsort(-predictions, axis=1, kind="stable")[:, :20]
+  np.testing.assert_array_equal(classes, expected)
+  np.testing.assert_array_equal(ranked, np.take_along_axis(predictions, expected, axis=1))
+
+
+@pytest.mark.parametrize("class_id", [0, 101, 479, 480, 499])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_score_is_found_anywhere_in_wide_rows(monkeypatch, class_id, value):
+  # 500 classes take the block ranking, classes 480-499 outside its 80 blocks of 6;
+  # chunks of 4 videos, so video 9 is in the third.
+  monkeypatch.setattr(metrics, "_CHUNK_BYTES", 4 * 500 * 8)
+  predictions, labels = _tied_case(30, 500, seed=1, dtype=np.float64)
+  predictions[9, class_id] = value
+  predictions[12, 3] = value  # a later one is not the one named
+  evaluation = metrics.EvaluationMetrics(500)
+  buffer_size = np.getbufsize()
+  with pytest.raises(ValueError, match=rf"predictions\[9, {class_id}\]={value}"):
+    evaluation.accumulate(predictions, labels)
+  assert evaluation.result()["num_videos"] == 0
+  assert np.getbufsize() == buffer_size  # the ranking's smaller ufunc buffers are undone
