@@ -10,6 +10,11 @@ equals these divided by the number of units.
 The subclass loss trains no slower than Keras' binary cross-entropy on as many units
 (`python -m bench.bench_losses`): the class labels y_i are computed for the split
 classes' units only, and the gradient is written out instead of traced.
+
+Everything here is `keras.ops`, as Keras' own losses are, so the losses run on every
+Keras 3 backend (TensorFlow, JAX, PyTorch). On TensorFlow the ops lower to the
+TensorFlow ops the losses were first written with (segment max, gather, scatter,
+`tf.custom_gradient`): values and gradients are bit for bit those of that version.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from yt8m_sdnn import reweighted_losses
+from yt8m_sdnn.reweighted_losses import Tensor
 from yt8m_sdnn.subclass.layout import check_unit_to_class
 
 
@@ -69,26 +75,26 @@ class _UnitGroups:
     return self.unit_to_class.size
 
 
-def _split_class_labels(shared: tf.Tensor, groups: _UnitGroups) -> tf.Tensor:
+def _split_class_labels(shared: Tensor, groups: _UnitGroups) -> Tensor:
   """y_i of each split-class unit: (shared units, batch) labels in, same shape out."""
-  class_max = tf.math.unsorted_segment_max(shared, groups.shared_segments,
-                                           groups.num_split_classes)
-  return tf.gather(class_max, groups.shared_segments)
+  class_max = ops.segment_max(shared, groups.shared_segments,
+                              num_segments=groups.num_split_classes)
+  return ops.take(class_max, groups.shared_segments, axis=0)
 
 
-def _class_labels(y_true: tf.Tensor, groups: _UnitGroups) -> tf.Tensor:
+def _class_labels(y_true: Tensor, groups: _UnitGroups) -> Tensor:
   if not groups.num_split_classes:
     return y_true
   # Units first, here and below: the gathers and the scatter then move whole rows of
   # the batch, where along axis 1 they would move single numbers (~3x slower on CPUs).
-  by_unit = tf.transpose(y_true)
-  class_labels = _split_class_labels(tf.gather(by_unit, groups.shared_units), groups)
-  return tf.transpose(tf.tensor_scatter_nd_update(by_unit, groups.shared_units[:, None],
-                                                  class_labels))
+  by_unit = ops.transpose(y_true)
+  class_labels = _split_class_labels(ops.take(by_unit, groups.shared_units, axis=0), groups)
+  return ops.transpose(ops.scatter_update(by_unit, groups.shared_units[:, None],
+                                          class_labels))
 
 
-def _softplus_weights(y_true: tf.Tensor, groups: _UnitGroups,
-                      sibling_negative_weight: float) -> tf.Tensor | None:
+def _softplus_weights(y_true: Tensor, groups: _UnitGroups,
+                      sibling_negative_weight: float) -> Tensor | None:
   """(batch, num_units) a_ij = y_ij + n_ij, n_ij = 1 - y_i + w·y_i·(1 - y_ij).
 
   n_ij is the weight of the negative term of eq. (11) with the sibling weight w. Where
@@ -99,20 +105,19 @@ def _softplus_weights(y_true: tf.Tensor, groups: _UnitGroups,
   w = sibling_negative_weight
   if not groups.num_split_classes:
     return 1.0 + w * y_true * (1.0 - y_true) if w else None
-  by_unit = tf.transpose(y_true)
-  shared = tf.gather(by_unit, groups.shared_units)
+  by_unit = ops.transpose(y_true)
+  shared = ops.take(by_unit, groups.shared_units, axis=0)
   class_labels = _split_class_labels(shared, groups)
   shared_weights = shared + (1.0 - class_labels)
   if w:
-    shared_weights += w * class_labels * (1.0 - shared)
+    shared_weights = shared_weights + w * class_labels * (1.0 - shared)
     base = 1.0 + w * by_unit * (1.0 - by_unit)
   else:
-    base = tf.ones_like(by_unit)
-  return tf.transpose(tf.tensor_scatter_nd_update(base, groups.shared_units[:, None],
-                                                  shared_weights))
+    base = ops.ones_like(by_unit)
+  return ops.transpose(ops.scatter_update(base, groups.shared_units[:, None], shared_weights))
 
 
-def class_labels_per_unit(y_true, unit_to_class: Sequence[int] | np.ndarray) -> tf.Tensor:
+def class_labels_per_unit(y_true, unit_to_class: Sequence[int] | np.ndarray) -> Tensor:
   """y_i for every unit (i, j): 1 when the video is in any subclass of class i.
 
   Args:
@@ -122,11 +127,10 @@ def class_labels_per_unit(y_true, unit_to_class: Sequence[int] | np.ndarray) -> 
   Returns:
     (batch, num_units) float32: the max of the labels of each unit's class.
   """
-  return _class_labels(tf.cast(y_true, tf.float32), _UnitGroups(unit_to_class))
+  return _class_labels(ops.cast(y_true, "float32"), _UnitGroups(unit_to_class))
 
 
-def _summed_from_logits(logits: tf.Tensor, y_true: tf.Tensor,
-                        weights: tf.Tensor | None) -> tf.Tensor:
+def _summed_from_logits(logits: Tensor, y_true: Tensor, weights: Tensor | None) -> Tensor:
   """Σ_units [a·softplus(h) - y·h] per video, a = `weights`, with its gradient written out.
 
   -ln q = softplus(-h) = softplus(h) - h and -ln(1 - q) = softplus(h), so the two terms
@@ -136,19 +140,23 @@ def _summed_from_logits(logits: tf.Tensor, y_true: tf.Tensor,
   twice the passes over the (batch, units) logits.
   """
 
-  @tf.custom_gradient
+  @ops.custom_gradient
   def summed(logits):
-    # Not tf.nn.softplus, which computes both branches of its threshold (slower on CPUs).
+    # Not ops.softplus: on TensorFlow that is tf.nn.softplus, which computes both
+    # branches of its threshold (slower on CPUs).
     softplus = reweighted_losses.stable_softplus(logits)
     if weights is not None:
-      softplus *= weights
-    value = tf.reduce_sum(softplus - y_true * logits, axis=-1)
+      softplus = softplus * weights
+    value = ops.sum(softplus - y_true * logits, axis=-1)
 
-    def gradient(upstream):
-      probabilities = tf.math.sigmoid(logits)
+    def gradient(*args, upstream=None):
+      # TensorFlow and JAX pass the upstream gradient positionally, PyTorch by keyword.
+      if upstream is None:
+        (upstream,) = args
+      probabilities = ops.sigmoid(logits)
       if weights is not None:
-        probabilities *= weights
-      return tf.expand_dims(upstream, -1) * (probabilities - y_true)
+        probabilities = probabilities * weights
+      return ops.expand_dims(upstream, -1) * (probabilities - y_true)
 
     return value, gradient
 
@@ -184,27 +192,28 @@ class Reweighting:
     return bool(self.gamma_positive or self.gamma_negative or self.clip)
 
 
-def _reweighted_from_logits(logits: tf.Tensor, y_true: tf.Tensor, weights: tf.Tensor | None,
-                            reweighting: Reweighting) -> tf.Tensor:
+def _reweighted_from_logits(logits: Tensor, y_true: Tensor, weights: Tensor | None,
+                            reweighting: Reweighting) -> Tensor:
   """Σ_units [y·P(h) + n·N(h)]: eq. (11) with the focused terms P, N."""
   negative_weight = 1.0 - y_true if weights is None else weights - y_true
   elementwise = (
       y_true * reweighted_losses.positive_terms(logits, reweighting.gamma_positive)
       + negative_weight * reweighted_losses.negative_terms(logits, reweighting.gamma_negative,
                                                            reweighting.clip))
-  return tf.reduce_sum(elementwise, axis=-1)
+  return ops.sum(elementwise, axis=-1)
 
 
 def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bool,
                             sibling_negative_weight: float,
-                            reweighting: Reweighting | None = None) -> tf.Tensor:
-  y_pred = tf.convert_to_tensor(y_pred)
-  if y_pred.shape.rank not in (None, 2) or y_pred.shape[-1] not in (None, groups.num_units):
+                            reweighting: Reweighting | None = None) -> Tensor:
+  y_pred = ops.convert_to_tensor(y_pred)
+  rank = ops.ndim(y_pred)  # None: unknown in a TensorFlow graph.
+  if rank not in (None, 2) or (rank and y_pred.shape[-1] not in (None, groups.num_units)):
     raise ValueError(f"Expected (batch, {groups.num_units}) y_pred (len(unit_to_class) "
-                     f"units). Received: y_pred.shape={y_pred.shape}")
+                     f"units). Received: y_pred.shape={tuple(y_pred.shape)}")
   # As Keras' binary cross-entropy: a Keras sigmoid's output carries its logits.
   logits = y_pred if from_logits else getattr(y_pred, "_keras_logits", None)
-  y_true = tf.cast(y_true, tf.float32)
+  y_true = ops.cast(y_true, "float32")
   # Eq. (11): the negative term of unit (i, j) has weight 1 - y_i, so a video of class i
   # does not push down the other subclasses of i; w (sibling_negative_weight) brings
   # those back: w = 0 is eq. (11), w = 1 plain per-unit cross-entropy.
@@ -214,17 +223,17 @@ def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bo
                                    weights, reweighting)
   # Eq. (11) sums over all units (i, j); the loss' reduction averages over the batch.
   if logits is not None:
-    return _summed_from_logits(tf.cast(logits, tf.float32), y_true, weights)
+    return _summed_from_logits(ops.cast(logits, "float32"), y_true, weights)
   epsilon = keras.config.epsilon()
-  probabilities = tf.clip_by_value(tf.cast(y_pred, tf.float32), epsilon, 1.0 - epsilon)
+  probabilities = ops.clip(ops.cast(y_pred, "float32"), epsilon, 1.0 - epsilon)
   negative_weight = 1.0 - y_true if weights is None else weights - y_true
-  return tf.reduce_sum(-y_true * tf.math.log(probabilities)
-                       - negative_weight * tf.math.log1p(-probabilities), axis=-1)
+  return ops.sum(-y_true * ops.log(probabilities)
+                 - negative_weight * ops.log1p(-probabilities), axis=-1)
 
 
 def subclass_cross_entropy(y_true, y_pred, unit_to_class: Sequence[int] | np.ndarray,
                            from_logits: bool = True,
-                           sibling_negative_weight: float = 0.0) -> tf.Tensor:
+                           sibling_negative_weight: float = 0.0) -> Tensor:
   """Eq. (11) per video: -Σ_(i,j) [y_ij ln q_ij + (1 - y_i) ln(1 - q_ij)].
 
   The class label y_i of the negative term is the max of class i's subclass labels,
@@ -325,9 +334,9 @@ class SubclassCrossEntropy(keras.losses.Loss):
       return per_video
     # The weight depends on the labels only, so it scales the gradient of whichever
     # form of eq. (11) ran above, the written-out one included.
-    class_labels = tf.transpose(tf.math.unsorted_segment_max(
-        tf.transpose(tf.cast(y_true, tf.float32)), self._groups.unit_to_class,
-        self._class_weights.size))
+    class_labels = ops.transpose(ops.segment_max(
+        ops.transpose(ops.cast(y_true, "float32")), self._groups.unit_to_class,
+        num_segments=self._class_weights.size))
     return per_video * reweighted_losses.class_balanced_sample_weights(
         class_labels, self._class_weights)
 

@@ -21,73 +21,84 @@ weight decay.
 
 All are computed from logits without a log of a clipped sigmoid; probabilities (a
 sigmoid output) are turned back into logits (Keras' cached logits when present).
+Written in `keras.ops`, as Keras' own losses are, so they run on every Keras 3
+backend; on TensorFlow they run the same TensorFlow ops as before.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+# A tensor of the Keras backend in use (tf.Tensor, jax.Array, torch.Tensor).
+Tensor = Any
 
 
-def logits_of(y_pred, from_logits: bool) -> tf.Tensor:
+def logits_of(y_pred, from_logits: bool) -> Tensor:
   """Logits of `y_pred`: itself, a Keras sigmoid's cached logits, or log(p / (1 - p))."""
   if from_logits:
-    return tf.cast(y_pred, tf.float32)
+    return ops.cast(y_pred, "float32")
+  # Keras caches the logits on the sigmoid's output where the tensor type takes an
+  # attribute (TensorFlow, PyTorch; not jax.Array, whose probabilities are clipped).
   cached = getattr(y_pred, "_keras_logits", None)
   if cached is not None:
-    return tf.cast(cached, tf.float32)
+    return ops.cast(cached, "float32")
   epsilon = keras.config.epsilon()
-  probabilities = tf.clip_by_value(tf.cast(y_pred, tf.float32), epsilon, 1.0 - epsilon)
-  return tf.math.log(probabilities) - tf.math.log1p(-probabilities)
+  probabilities = ops.clip(ops.cast(y_pred, "float32"), epsilon, 1.0 - epsilon)
+  return ops.log(probabilities) - ops.log1p(-probabilities)
 
 
-@tf.custom_gradient
-def stable_softplus(logits: tf.Tensor) -> tf.Tensor:
+@ops.custom_gradient
+def stable_softplus(logits: Tensor) -> Tensor:
   """softplus(h) = max(h, 0) + ln(1 + e^-|h|): no overflow, one pass (faster on CPUs).
 
   Its gradient σ(h) is written out: traced through relu and abs it would be 0 at
   h = 0 (both take 0 there), not 1/2, so a zero logit would get no gradient.
   """
-  value = tf.nn.relu(logits) + tf.math.log1p(tf.exp(-tf.abs(logits)))
+  value = ops.relu(logits) + ops.log1p(ops.exp(-ops.abs(logits)))
 
-  def gradient(upstream):
-    return upstream * tf.math.sigmoid(logits)
+  def gradient(*args, upstream=None):
+    # TensorFlow and JAX pass the upstream gradient positionally, PyTorch by keyword.
+    if upstream is None:
+      (upstream,) = args
+    return upstream * ops.sigmoid(logits)
 
   return value, gradient
 
 
-def positive_terms(logits: tf.Tensor, gamma_positive: float = 0.0) -> tf.Tensor:
+def positive_terms(logits: Tensor, gamma_positive: float = 0.0) -> Tensor:
   """(1 - p)^γ+ · (-ln p) elementwise, p = σ(h): the positive term of focal and ASL."""
   # -ln p = softplus(-h) and (1 - p)^γ = exp(-γ·softplus(h)): finite for any h.
   terms = stable_softplus(-logits)
   if gamma_positive:
-    terms *= tf.exp(-gamma_positive * stable_softplus(logits))
+    terms = terms * ops.exp(-gamma_positive * stable_softplus(logits))
   return terms
 
 
-def negative_terms(logits: tf.Tensor, gamma_negative: float = 0.0,
-                   clip: float = 0.0) -> tf.Tensor:
+def negative_terms(logits: Tensor, gamma_negative: float = 0.0,
+                   clip: float = 0.0) -> Tensor:
   """p_m^γ- · (-ln(1 - p_m)) elementwise, p_m = max(p - m, 0) (ASL; m = 0: focal)."""
   if not clip:
     terms = stable_softplus(logits)  # -ln(1 - p)
     if gamma_negative:
-      terms *= tf.exp(-gamma_negative * stable_softplus(-logits))  # p^γ
+      terms = terms * ops.exp(-gamma_negative * stable_softplus(-logits))  # p^γ
     return terms
   # 1 - p_m = min(1 - p + m, 1); ln(1 - p + m) = logaddexp(ln(1 - p), ln m).
   log_one_minus_p = -stable_softplus(logits)
-  log_m = tf.math.log(tf.constant(clip, tf.float32))
-  high = tf.maximum(log_one_minus_p, log_m)
-  log_sum = high + tf.math.log1p(tf.exp(-tf.abs(log_one_minus_p - log_m)))
-  terms = tf.nn.relu(-log_sum)
+  log_m = ops.log(ops.convert_to_tensor(clip, "float32"))
+  high = ops.maximum(log_one_minus_p, log_m)
+  log_sum = high + ops.log1p(ops.exp(-ops.abs(log_one_minus_p - log_m)))
+  terms = ops.relu(-log_sum)
   if gamma_negative:
-    shifted = tf.math.sigmoid(logits) - clip
+    shifted = ops.sigmoid(logits) - clip
     positive = shifted > 0
     # The where keeps the gradient of p_m^γ finite where p_m = 0 (no gradient there).
-    safe = tf.where(positive, shifted, tf.ones_like(shifted))
-    terms *= tf.where(positive, tf.pow(safe, gamma_negative), tf.zeros_like(shifted))
+    safe = ops.where(positive, shifted, ops.ones_like(shifted))
+    terms = terms * ops.where(positive, ops.power(safe, gamma_negative),
+                              ops.zeros_like(shifted))
   return terms
 
 
@@ -130,7 +141,7 @@ def _check_nonnegative(**values) -> None:
 
 
 def asymmetric_loss(y_true, y_pred, gamma_positive: float = 0.0, gamma_negative: float = 4.0,
-                    clip: float = 0.05, from_logits: bool = True) -> tf.Tensor:
+                    clip: float = 0.05, from_logits: bool = True) -> Tensor:
   """ASL per video, summed over classes (see the module docstring).
 
   Args:
@@ -144,9 +155,9 @@ def asymmetric_loss(y_true, y_pred, gamma_positive: float = 0.0, gamma_negative:
     (batch,) float32.
   """
   logits = logits_of(y_pred, from_logits)
-  y_true = tf.cast(y_true, tf.float32)
-  return tf.reduce_sum(y_true * positive_terms(logits, gamma_positive)
-                       + (1.0 - y_true) * negative_terms(logits, gamma_negative, clip), axis=-1)
+  y_true = ops.cast(y_true, "float32")
+  return ops.sum(y_true * positive_terms(logits, gamma_positive)
+                 + (1.0 - y_true) * negative_terms(logits, gamma_negative, clip), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="yt8m_sdnn")
@@ -181,7 +192,7 @@ class AsymmetricLoss(keras.losses.Loss):
             "from_logits": self.from_logits}
 
 
-def class_balanced_sample_weights(class_labels, class_weights) -> tf.Tensor:
+def class_balanced_sample_weights(class_labels, class_weights) -> Tensor:
   """Each video's class-balanced weight: the mean α_c over its positive classes.
 
   Cui et al. (CVPR 2019, eq. 4 and its sigmoid variant) weight a sample by the α of
@@ -199,16 +210,16 @@ def class_balanced_sample_weights(class_labels, class_weights) -> tf.Tensor:
   Returns:
     (batch,) float32 weights.
   """
-  class_labels = keras.ops.cast(class_labels, "float32")
-  positives = keras.ops.sum(class_labels, axis=-1)
-  weighted = keras.ops.sum(class_labels * keras.ops.cast(class_weights, "float32"), axis=-1)
+  class_labels = ops.cast(class_labels, "float32")
+  positives = ops.sum(class_labels, axis=-1)
+  weighted = ops.sum(class_labels * ops.cast(class_weights, "float32"), axis=-1)
   # ε only keeps 0/0 out of the branch that `where` drops.
-  return keras.ops.where(positives > 0,
-                         weighted / keras.ops.maximum(positives, keras.config.epsilon()), 1.0)
+  return ops.where(positives > 0, weighted / ops.maximum(positives, keras.config.epsilon()),
+                   1.0)
 
 
 def class_balanced_cross_entropy(y_true, y_pred, class_weights,
-                                 from_logits: bool = True) -> tf.Tensor:
+                                 from_logits: bool = True) -> Tensor:
   """CB(p, y) = w_v · Σ_c BCE(y_vc, p_vc) per video v (Cui et al. 2019, sigmoid variant).
 
   Args:
@@ -221,9 +232,9 @@ def class_balanced_cross_entropy(y_true, y_pred, class_weights,
     (batch,) float32.
   """
   logits = logits_of(y_pred, from_logits)
-  y_true = tf.cast(y_true, tf.float32)
+  y_true = ops.cast(y_true, "float32")
   # -[y ln p + (1 - y) ln(1 - p)] = softplus(h) - y·h.
-  summed = tf.reduce_sum(stable_softplus(logits) - y_true * logits, axis=-1)
+  summed = ops.sum(stable_softplus(logits) - y_true * logits, axis=-1)
   return class_balanced_sample_weights(y_true, class_weights) * summed
 
 
@@ -280,8 +291,12 @@ class SummedBinaryFocalCrossentropy(keras.losses.BinaryFocalCrossentropy):
   """Keras' `BinaryFocalCrossentropy`, summed over classes as eq. (3) is.
 
   Keras averages over the last axis; multiplying by its width gives the sum, so the
-  focal loss meets the same weight decay as the other losses here.
+  focal loss meets the same weight decay as the other losses here. Keras computes it
+  from probabilities even with `from_logits=True`: exact on TensorFlow, which keeps
+  the sigmoid's logits, but clipped to [ε, 1 - ε] on JAX (saturating at |h| > 16); the
+  subclass cross-entropy's focusing (`positive_terms`, `negative_terms`) is exact on
+  every backend.
   """
 
   def call(self, y_true, y_pred):
-    return super().call(y_true, y_pred) * tf.cast(tf.shape(y_pred)[-1], tf.float32)
+    return super().call(y_true, y_pred) * ops.cast(ops.shape(y_pred)[-1], "float32")

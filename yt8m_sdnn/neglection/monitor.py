@@ -37,7 +37,6 @@ from typing import Any, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from yt8m_sdnn import artifacts
@@ -122,6 +121,9 @@ class NeglectionMonitor(keras.callbacks.Callback):
       model.reset_neglection_state()
       self._started = True
     if self.log_dir is not None and self._writer is None:
+      # TensorBoard summaries need TensorFlow; without `log_dir` the monitor runs on
+      # any Keras backend.
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
       self._writer = tf.summary.create_file_writer(self.log_dir)
 
   def on_train_batch_end(self, batch, logs=None):
@@ -206,6 +208,7 @@ class NeglectionMonitor(keras.callbacks.Callback):
             "score_values": theta if self.score == "paper" else values(self.score)}
 
   def _write_summaries(self, theta: np.ndarray, scored: np.ndarray) -> None:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  # see on_train_begin
     with self._writer.as_default(step=self._end_iteration):
       tf.summary.scalar("neglection/scored_classes", scored.size)
       if scored.size:

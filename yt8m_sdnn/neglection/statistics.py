@@ -11,8 +11,9 @@ are wrong; the ratio r_i = (‖δ̂_i‖ + ‖δ̃_i‖) / ‖δ_i‖ ≥ 1 meas
 class (eq. 10, see `selection.py`).
 
 This module is the math only: `gradient_part_norms` and `neglection_ratios` are
-TensorFlow functions that run inside the training step (`tracking.py`), and
-`neglection_scores` turns the accumulated sums into θ on the host (`monitor.py`).
+`keras.ops` functions, for every Keras 3 backend, that run inside the training step
+(`tracking.py`), and `neglection_scores` turns the accumulated sums into θ on the host
+(`monitor.py`).
 
 Cheap norms. Forming δ̂, δ̃ and δ for every class is a product Xᵀ A of the n × f
 features with an n × c weight matrix: as costly as the output layer's forward pass,
@@ -50,10 +51,13 @@ Decisions (documented here once, used by every caller):
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+# A tensor of the Keras backend in use (tf.Tensor, jax.Array, torch.Tensor).
+Tensor = Any
 
 METHODS = ("auto", "gram", "direct")
 NO_POSITIVE_MODES = ("skip", "include")
@@ -73,6 +77,12 @@ def check_no_positive(no_positive: str) -> str:
     raise ValueError(
         f"Expected one of {set(NO_POSITIVE_MODES)}. Received: no_positive={no_positive!r}")
   return no_positive
+
+
+def _column(sample_weight: Tensor) -> Tensor:
+  """(n, 1) float32 sample weights from (n,) or (n, 1) ones."""
+  sample_weight = ops.cast(sample_weight, "float32")
+  return ops.expand_dims(sample_weight, -1) if ops.ndim(sample_weight) == 1 else sample_weight
 
 
 def choose_method(batch_size: int, feature_size: int, num_classes: int) -> str:
@@ -99,10 +109,10 @@ def choose_method(batch_size: int, feature_size: int, num_classes: int) -> str:
   return "gram" if gram_cost < direct_cost else "direct"
 
 
-def gradient_part_norms(features: tf.Tensor, outputs: tf.Tensor, labels: tf.Tensor,
-                        sample_weight: Optional[tf.Tensor] = None,
+def gradient_part_norms(features: Tensor, outputs: Tensor, labels: Tensor,
+                        sample_weight: Optional[Tensor] = None,
                         include_bias: bool = False,
-                        method: str = "auto") -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                        method: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
   """The lengths ‖δ̂_i‖, ‖δ̃_i‖ and ‖δ_i‖ of eqs. (6)-(8) for every class of a minibatch.
 
   Computed in float32 whatever the inputs' dtype (mixed precision casts back here),
@@ -134,40 +144,40 @@ def gradient_part_norms(features: tf.Tensor, outputs: tf.Tensor, labels: tf.Tens
     ValueError: for an unknown `method`.
   """
   check_method(method)
-  features = tf.cast(features, tf.float32)
-  outputs = tf.cast(outputs, tf.float32)
-  labels = tf.cast(labels, tf.float32)
+  features = ops.cast(features, "float32")
+  outputs = ops.cast(outputs, "float32")
+  labels = ops.cast(labels, "float32")
   zeta = outputs - labels  # Eq. (4): ζ = q - y.
   if sample_weight is not None:
-    sample_weight = tf.cast(sample_weight, tf.float32)
-    if sample_weight.shape.rank == 1:
-      sample_weight = sample_weight[:, tf.newaxis]
-    zeta = zeta * sample_weight
-  positive = tf.cast(labels > 0.5, tf.float32)
+    zeta = zeta * _column(sample_weight)
+  positive = ops.cast(labels > 0.5, "float32")
   # Eq. (7): δ̂_i = Xᵀ â_i with â = -ζ on the positives; eq. (8): δ̃_i = Xᵀ ã_i with
   # ã = ζ on the negatives; eq. (6): δ_i = δ̃_i - δ̂_i = Xᵀ (ã_i - â_i) = Xᵀ ζ_i.
   positive_weights = -zeta * positive
   negative_weights = zeta * (1.0 - positive)
-  weights = tf.concat([positive_weights, negative_weights], axis=1)  # n × 2c.
+  weights = ops.concatenate([positive_weights, negative_weights], axis=1)  # n × 2c.
   num_classes = outputs.shape[-1]
 
+  # In a TensorFlow graph and under XLA the transposes fold into the products, as
+  # tf.matmul's transpose_a / transpose_b did: the same speed and the same bits (an
+  # eager call's Gram path may differ in the last bit).
   def gram_path():
-    gram = tf.matmul(features, features, transpose_b=True)  # G = X Xᵀ, n × n.
-    projected = tf.matmul(gram, weights)  # G A, n × 2c.
-    projected_positive, projected_negative = tf.split(projected, 2, axis=1)
+    gram = ops.matmul(features, ops.transpose(features))  # G = X Xᵀ, n × n.
+    projected = ops.matmul(gram, weights)  # G A, n × 2c.
+    projected_positive, projected_negative = ops.split(projected, 2, axis=1)
     return (
-        tf.reduce_sum(positive_weights * projected_positive, axis=0),
-        tf.reduce_sum(negative_weights * projected_negative, axis=0),
-        tf.reduce_sum(zeta * (projected_negative - projected_positive), axis=0),
+        ops.sum(positive_weights * projected_positive, axis=0),
+        ops.sum(negative_weights * projected_negative, axis=0),
+        ops.sum(zeta * (projected_negative - projected_positive), axis=0),
     )
 
   def direct_path():
-    parts = tf.matmul(features, weights, transpose_a=True)  # Xᵀ A, f × 2c.
-    positive_part, negative_part = tf.split(parts, 2, axis=1)
+    parts = ops.matmul(ops.transpose(features), weights)  # Xᵀ A, f × 2c.
+    positive_part, negative_part = ops.split(parts, 2, axis=1)
     return (
-        tf.reduce_sum(tf.square(positive_part), axis=0),
-        tf.reduce_sum(tf.square(negative_part), axis=0),
-        tf.reduce_sum(tf.square(negative_part - positive_part), axis=0),
+        ops.sum(ops.square(positive_part), axis=0),
+        ops.sum(ops.square(negative_part), axis=0),
+        ops.sum(ops.square(negative_part - positive_part), axis=0),
     )
 
   if method == "auto":
@@ -183,24 +193,24 @@ def gradient_part_norms(features: tf.Tensor, outputs: tf.Tensor, labels: tf.Tens
   elif method == "direct":
     squared = direct_path()
   else:
-    # The threshold on n from `choose_method`: n (f + 2c) < 2 f c.
+    # The threshold on n from `choose_method`: n (f + 2c) < 2 f c. Only a TensorFlow
+    # graph has batches of unknown size; JAX and PyTorch always know it.
     limit = 2 * feature_size * num_classes / (feature_size + 2 * num_classes)
-    batch = tf.cast(tf.shape(features)[0], tf.float32)
-    squared = tf.cond(batch < limit, gram_path, direct_path)
+    batch = ops.cast(ops.shape(features)[0], "float32")
+    squared = ops.cond(batch < limit, gram_path, direct_path)
 
   if include_bias:
     # The bias input is a constant 1, so it adds (Σ_κ a_κ)² to each ‖Xᵀ a‖².
-    positive_bias = tf.reduce_sum(positive_weights, axis=0)
-    negative_bias = tf.reduce_sum(negative_weights, axis=0)
-    squared = (squared[0] + tf.square(positive_bias),
-               squared[1] + tf.square(negative_bias),
-               squared[2] + tf.square(negative_bias - positive_bias))
-  return tuple(tf.sqrt(tf.maximum(value, 0.0)) for value in squared)
+    positive_bias = ops.sum(positive_weights, axis=0)
+    negative_bias = ops.sum(negative_weights, axis=0)
+    squared = (squared[0] + ops.square(positive_bias),
+               squared[1] + ops.square(negative_bias),
+               squared[2] + ops.square(negative_bias - positive_bias))
+  return tuple(ops.sqrt(ops.maximum(value, 0.0)) for value in squared)
 
 
-def neglection_ratios(positive_norms: tf.Tensor, negative_norms: tf.Tensor,
-                      total_norms: tf.Tensor,
-                      epsilon: float = DEFAULT_EPSILON) -> tf.Tensor:
+def neglection_ratios(positive_norms: Tensor, negative_norms: Tensor, total_norms: Tensor,
+                      epsilon: float = DEFAULT_EPSILON) -> Tensor:
   """The summand of eq. (9), r_i = (‖δ̂_i‖ + ‖δ̃_i‖) / ‖δ_i‖, guarded against ‖δ_i‖ ≈ 0.
 
   r_i = max(1, (‖δ̂_i‖ + ‖δ̃_i‖) / max(‖δ_i‖, ε)): exactly 1 when the class has no
@@ -217,27 +227,22 @@ def neglection_ratios(positive_norms: tf.Tensor, negative_norms: tf.Tensor,
     A float32 (c,) tensor of ratios, each ≥ 1.
   """
   numerator = positive_norms + negative_norms
-  ratios = numerator / tf.maximum(total_norms, epsilon)  # Eq. (9), one minibatch.
-  return tf.maximum(ratios, 1.0)
+  ratios = numerator / ops.maximum(total_norms, epsilon)  # Eq. (9), one minibatch.
+  return ops.maximum(ratios, 1.0)
 
 
-def observed_positives(labels: tf.Tensor, sample_weight: Optional[tf.Tensor] = None) -> tf.Tensor:
+def observed_positives(labels: Tensor, sample_weight: Optional[Tensor] = None) -> Tensor:
   """(n, c) bool: the observation is a positive of the class (label > 0.5) with weight ≠ 0."""
-  positive = tf.cast(labels, tf.float32) > 0.5
+  positive = ops.cast(labels, "float32") > 0.5
   if sample_weight is not None:
-    sample_weight = tf.cast(sample_weight, tf.float32)
-    if sample_weight.shape.rank == 1:
-      sample_weight = sample_weight[:, tf.newaxis]
-    positive = tf.logical_and(positive, sample_weight != 0.0)
+    positive = ops.logical_and(positive, _column(sample_weight) != 0.0)
   return positive
 
 
-def minibatch_neglection_ratios(features: tf.Tensor, outputs: tf.Tensor,
-                                labels: tf.Tensor,
-                                sample_weight: Optional[tf.Tensor] = None,
+def minibatch_neglection_ratios(features: Tensor, outputs: Tensor, labels: Tensor,
+                                sample_weight: Optional[Tensor] = None,
                                 include_bias: bool = False, method: str = "auto",
-                                epsilon: float = DEFAULT_EPSILON
-                                ) -> tuple[tf.Tensor, tf.Tensor]:
+                                epsilon: float = DEFAULT_EPSILON) -> tuple[Tensor, Tensor]:
   """The ratios r_i of one minibatch and whether it holds a positive of each class.
 
   Args:
@@ -256,15 +261,15 @@ def minibatch_neglection_ratios(features: tf.Tensor, outputs: tf.Tensor,
   norms = gradient_part_norms(features, outputs, labels, sample_weight=sample_weight,
                               include_bias=include_bias, method=method)
   ratios = neglection_ratios(*norms, epsilon=epsilon)
-  has_positive = tf.cast(tf.reduce_any(observed_positives(labels, sample_weight), axis=0),
-                         tf.float32)
+  has_positive = ops.cast(ops.any(observed_positives(labels, sample_weight), axis=0),
+                          "float32")
   return ratios, has_positive
 
 
-def null_neglection_ratios(features: tf.Tensor, labels: tf.Tensor,
-                           sample_weight: Optional[tf.Tensor] = None,
+def null_neglection_ratios(features: Tensor, labels: Tensor,
+                           sample_weight: Optional[Tensor] = None,
                            include_bias: bool = False,
-                           epsilon: float = DEFAULT_EPSILON) -> tf.Tensor:
+                           epsilon: float = DEFAULT_EPSILON) -> Tensor:
   """The ratio r_i a frequency-only model would have on this minibatch: the null of eq. (9).
 
   Why: r_i grows with the number of positives n⁺_i a minibatch holds, whatever the
@@ -306,33 +311,29 @@ def null_neglection_ratios(features: tf.Tensor, labels: tf.Tensor,
   Returns:
     A float32 (c,) tensor, each entry ≥ 1.
   """
-  features = tf.cast(features, tf.float32)
-  positive = tf.cast(tf.cast(labels, tf.float32) > 0.5, tf.float32)
-  if sample_weight is None:
-    weight = tf.ones_like(features[:, :1])
-  else:
-    weight = tf.cast(sample_weight, tf.float32)
-    weight = weight[:, tf.newaxis] if weight.shape.rank == 1 else weight
-  total = tf.reduce_sum(weight)
-  safe_total = tf.maximum(total, epsilon)
-  mean = tf.reduce_sum(weight * features, axis=0) / safe_total
-  mean_squared = tf.reduce_sum(tf.square(mean))
-  variance = tf.maximum(
-      tf.reduce_sum(weight[:, 0] * tf.reduce_sum(tf.square(features), axis=1)) / safe_total
+  features = ops.cast(features, "float32")
+  positive = ops.cast(ops.cast(labels, "float32") > 0.5, "float32")
+  weight = ops.ones_like(features[:, :1]) if sample_weight is None else _column(sample_weight)
+  total = ops.sum(weight)
+  safe_total = ops.maximum(total, epsilon)
+  mean = ops.sum(weight * features, axis=0) / safe_total
+  mean_squared = ops.sum(ops.square(mean))
+  variance = ops.maximum(
+      ops.sum(weight[:, 0] * ops.sum(ops.square(features), axis=1)) / safe_total
       - mean_squared, 0.0)
   if include_bias:
     mean_squared = mean_squared + 1.0
-  positives = tf.reduce_sum(weight * positive, axis=0)  # n⁺ per class.
+  positives = ops.sum(weight * positive, axis=0)  # n⁺ per class.
   negatives = total - positives
   frequency = positives / safe_total  # p, the null model's output.
-  positive_norm = (1.0 - frequency) * tf.sqrt(
-      tf.square(positives) * mean_squared + positives * variance)
-  negative_norm = frequency * tf.sqrt(
-      tf.square(negatives) * mean_squared + negatives * variance)
-  total_norm = tf.sqrt(tf.maximum(variance * positives * negatives / safe_total, 0.0))
-  ratios = tf.maximum((positive_norm + negative_norm) / tf.maximum(total_norm, epsilon), 1.0)
-  both_sides = tf.logical_and(positives > 0.0, negatives > 0.0)
-  return tf.where(both_sides, ratios, tf.ones_like(ratios))
+  positive_norm = (1.0 - frequency) * ops.sqrt(
+      ops.square(positives) * mean_squared + positives * variance)
+  negative_norm = frequency * ops.sqrt(
+      ops.square(negatives) * mean_squared + negatives * variance)
+  total_norm = ops.sqrt(ops.maximum(variance * positives * negatives / safe_total, 0.0))
+  ratios = ops.maximum((positive_norm + negative_norm) / ops.maximum(total_norm, epsilon), 1.0)
+  both_sides = ops.logical_and(positives > 0.0, negatives > 0.0)
+  return ops.where(both_sides, ratios, ops.ones_like(ratios))
 
 
 def neglection_scores(ratio_sums: np.ndarray, positive_minibatches: np.ndarray,

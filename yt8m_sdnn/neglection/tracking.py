@@ -1,14 +1,18 @@
 """A training wrapper that accumulates the per-minibatch ratios of eq. (9) as it trains.
 
-Why a `train_step` wrapper: θ needs, for every minibatch, the inputs x of the sigmoid
+Why a training wrapper: θ needs, for every minibatch, the inputs x of the sigmoid
 output layer, its outputs q and the labels y (eqs. 6-8). A `keras.callbacks.Callback`
 sees none of them, only the step's scalar logs. `NeglectionTrackingModel` wraps the
-user's model, runs ONE forward pass through a tap model that shares every layer and
-weight of it and returns both the output layer's input and the model's output, trains
-exactly as Keras 3's TensorFlow `train_step` does (same loss, loss scaling, gradients,
-optimizer update and metrics), and then, outside the gradient tape, adds that same
-pass's ratios r_i to a few accumulators. Training is unchanged: the extra work never
-reaches the loss or the gradients, and no second forward pass draws extra dropout.
+user's model; in training its forward pass runs ONCE, through a tap model that shares
+every layer and weight of it and returns both the output layer's input and the
+model's output, and its `compute_loss`, which every Keras 3 backend's own
+`train_step` calls with that pass's output (TensorFlow, JAX, PyTorch), adds the pass's
+ratios r_i to a few accumulators before computing the compiled loss. Training is
+Keras' own (same loss, loss scaling, gradients, optimizer update and metrics) and
+unchanged: the ratios see the forward pass through `stop_gradient`, so nothing of
+them reaches the loss or the gradients, and no second forward pass draws extra
+dropout. On JAX, whose train step is stateless, Keras collects the accumulators'
+new values from `compute_loss` as it does for any non-trainable variable.
 
 Why on-read SUM variables: the accumulators are non-trainable variables created with
 `synchronization="on_read"` and `aggregation="sum"`, the same kind Keras metrics use.
@@ -41,11 +45,11 @@ itself is not serializable; save `wrapper.model`, which holds the trained weight
 from __future__ import annotations
 
 import dataclasses
-import warnings
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from yt8m_sdnn.models import OUTPUT_LAYER_NAME
 from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, check_method,
@@ -172,10 +176,14 @@ def _accumulator(name: str, shape: tuple[int, ...]) -> keras.Variable:
       synchronization="on_read", aggregation="sum", name=name)
 
 
-def _unscale_loss_for_distribution(loss: tf.Tensor) -> tf.Tensor:
-  # The compiled loss is divided by the number of replicas; the tracked loss is not.
-  num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  return loss * tf.cast(num_replicas, loss.dtype) if num_replicas > 1 else loss
+class _TappedOutputs(NamedTuple):
+  """A training forward pass: the model's output and the output layer's input h.
+
+  A named tuple, so every backend's train step carries it as a nest (a JAX pytree)
+  from `call` to `compute_loss` and `compute_metrics`, which take it apart.
+  """
+  outputs: Any
+  features: Any
 
 
 class NeglectionTrackingModel(keras.Model):
@@ -238,33 +246,32 @@ class NeglectionTrackingModel(keras.Model):
     self.built = True
 
   def call(self, inputs, training=None):
-    """Runs the wrapped model: predict, evaluate and inference see the user's model."""
+    """Runs the wrapped model: predict, evaluate and inference see the user's model.
+
+    In training (`training=True`, as every backend's train step calls it) the pass
+    goes through the tap instead and returns a `_TappedOutputs`, the output and h of
+    the same pass, for `compute_loss`.
+    """
+    if training:
+      features, outputs = self._tap(inputs, training=True)
+      return _TappedOutputs(outputs, features)
     return self.model(inputs, training=training)
 
-  def train_step(self, data):
-    """Keras 3's TensorFlow `train_step`, plus the neglection update of that same pass."""
-    # Mirrors keras/src/backend/tensorflow/trainer.py (Keras 3.15) line for line, so the
-    # loss, its "loss" log (Keras' own `_loss_tracker`), loss scaling for mixed precision,
-    # sample weights and compiled metrics behave as in an unwrapped `fit`.
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    with tf.GradientTape() as tape:
-      features, y_pred = self._tap(x, training=True)
-      loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                               training=True)
-      self._loss_tracker.update_state(
-          _unscale_loss_for_distribution(loss),
-          sample_weight=tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0])
-      if self.optimizer is not None:
-        loss = self.optimizer.scale_loss(loss)
-    if self.trainable_weights:
-      trainable_weights = self.trainable_weights
-      gradients = tape.gradient(loss, trainable_weights)
-      self.optimizer.apply_gradients(zip(gradients, trainable_weights))
-    else:
-      warnings.warn("The model does not have any trainable weights.")
-    # After the update and outside the tape: nothing here reaches the gradients.
-    self._accumulate(features, y_pred, y, sample_weight)
-    return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """Accumulates the ratios r_i of a training pass (eq. 9), then Keras' compiled loss."""
+    if isinstance(y_pred, _TappedOutputs):
+      y_pred, features = y_pred
+      # stop_gradient: the statistics read the pass and add nothing to the gradients.
+      self._accumulate(ops.stop_gradient(features), ops.stop_gradient(y_pred), y,
+                       sample_weight)
+    return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                training=training)
+
+  def compute_metrics(self, x, y, y_pred, sample_weight=None):
+    """Keras' compiled metrics, on the model's output of a training pass."""
+    if isinstance(y_pred, _TappedOutputs):
+      y_pred = y_pred.outputs
+    return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
   def _accumulate(self, features, y_pred, y, sample_weight):
     if (y is None or isinstance(y, (list, tuple, dict)) or len(y.shape) != 2
@@ -272,7 +279,7 @@ class NeglectionTrackingModel(keras.Model):
       raise ValueError(
           f"{self.name}: the neglection score needs (batch, {self.num_classes}) class "
           f"indicator labels; received y={y!r}")
-    outputs = tf.sigmoid(tf.cast(y_pred, tf.float32)) if self.outputs_are_logits else y_pred
+    outputs = ops.sigmoid(ops.cast(y_pred, "float32")) if self.outputs_are_logits else y_pred
     ratios, has_positive = minibatch_neglection_ratios(
         features, outputs, y, sample_weight=sample_weight, include_bias=self.include_bias,
         method=self.method, epsilon=self.epsilon)
@@ -280,15 +287,21 @@ class NeglectionTrackingModel(keras.Model):
     null_ratios = null_neglection_ratios(features, y, sample_weight=sample_weight,
                                          include_bias=self.include_bias, epsilon=self.epsilon)
     self._null_ratio_sums.assign_add(null_ratios * has_positive)
-    positive = tf.cast(observed_positives(y, sample_weight), tf.float32)
-    self._positive_counts.assign_add(tf.reduce_sum(positive, axis=0))
+    positive = ops.cast(observed_positives(y, sample_weight), "float32")
+    self._positive_counts.assign_add(ops.sum(positive, axis=0))
     self._positive_minibatches.assign_add(has_positive)
     self._num_minibatches.assign_add(1.0)
 
   @property
   def num_replicas(self) -> int:
-    """Replicas in sync under the model's distribution strategy (1 without one)."""
-    return int(self.distribute_strategy.num_replicas_in_sync)
+    """Replicas in sync under the model's tf.distribute strategy (1 without one).
+
+    Only TensorFlow's trainer has a `distribute_strategy`. On JAX and PyTorch a step's
+    batch is one minibatch, also under `keras.distribution.DataParallel`, whose
+    compiled step sees the global batch.
+    """
+    strategy = getattr(self, "distribute_strategy", None)
+    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
 
   def read_num_iterations(self) -> int:
     """Iterations accumulated since the last reset; reads one scalar from the device."""
@@ -312,7 +325,7 @@ class NeglectionTrackingModel(keras.Model):
     """Zeroes the accumulators: the next window starts empty."""
     for variable in (self._ratio_sums, self._null_ratio_sums, self._positive_counts,
                      self._positive_minibatches, self._num_minibatches):
-      variable.assign(tf.zeros_like(variable))
+      variable.assign(ops.zeros(variable.shape, variable.dtype))
 
   def get_config(self):
     raise NotImplementedError(

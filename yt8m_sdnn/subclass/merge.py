@@ -3,7 +3,8 @@
 A video belongs to a class when it belongs to any of its subclasses, so the class
 score is the largest subclass score; that is how the authors read an SDNN's output.
 With this layer after the sigmoid, the saved subclass model maps features to class
-probabilities, and evaluation and prediction treat it like any baseline.
+probabilities, and evaluation and prediction treat it like any baseline. Written in
+`keras.ops`, so it runs on every Keras 3 backend.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from yt8m_sdnn.subclass.layout import check_unit_to_class
 
@@ -61,10 +62,11 @@ class SubclassMerge(keras.layers.Layer):
     # Units first, so the segment max combines whole rows: in tf.function graphs on a
     # CPU (batch 1024, 4248 units) ~4x faster than gathering a padded (classes, max H)
     # index table along axis 1 and reducing it; under XLA on a CPU the table is ~2.5x
-    # faster, but Keras compiles with XLA only on GPUs.
-    class_scores = tf.math.unsorted_segment_max(tf.transpose(scores), self._unit_to_class,
-                                                self.num_classes)
-    return tf.transpose(class_scores)
+    # faster, but Keras compiles with XLA only on GPUs. On TensorFlow this is
+    # tf.math.unsorted_segment_max.
+    class_scores = ops.segment_max(ops.transpose(scores), self._unit_to_class,
+                                   num_segments=self.num_classes)
+    return ops.transpose(class_scores)
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0], self.num_classes)

@@ -1,0 +1,43 @@
+"""The GPU run's script (`bench.device_run`) passes its smoke run on Keras + JAX, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import device_run
+from conftest import ROOT, binary_env
+from yt8m_sdnn import training
+
+
+def test_cnn_recipe_is_the_projects_early_stopped_recipe():
+  recipe = training.default_settings("cnn", early_stopped=True)
+  assert recipe["optimizer"] == "adam" and recipe["learning_rate_decay"] == 1.0
+  assert {key: recipe[key] for key in device_run.CNN_RECIPE} == device_run.CNN_RECIPE
+
+
+def test_smoke_run_on_jax_without_tensorflow_writes_every_part(tmp_path):
+  """As on the GPU machine: Keras on JAX, and `import tensorflow` fails."""
+  pytest.importorskip("jax")
+  (tmp_path / "site").mkdir()
+  (tmp_path / "site" / "sitecustomize.py").write_text(
+      "import sys\nsys.modules['tensorflow'] = None  # import tensorflow: ImportError\n")
+  output = tmp_path / "device_results.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "bench.device_run", "--smoke", f"--output={output}"], cwd=ROOT,
+      env=binary_env(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+                     PYTHONPATH=f"{tmp_path / 'site'}:{ROOT}"),
+      capture_output=True, text=True, timeout=400)
+  assert result.returncode == 0, result.stderr[-3000:]
+  results = json.loads(output.read_text())
+  assert results["environment"]["backend"] == "jax"
+  measured = [row for row in results["throughput"] if "examples_per_second" in row]
+  assert {row["model"] for row in measured} >= {"logistic", "moe", "cnn", "subclass_cnn"}
+  runs = results["converged"]["seeds"]["0"]
+  assert set(runs) == {"baseline", "theta", "sdnn", "augment_only", "split_only"}
+  assert len(runs["theta"]["selected"]) == 3  # 10% of 30 classes
+  for row in ("baseline", "sdnn", "augment_only", "split_only"):
+    assert 0.0 <= runs[row]["test"]["gap"] <= 1.0 and runs[row]["best_epoch"] >= 1
