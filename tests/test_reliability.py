@@ -291,3 +291,10 @@ def test_model_naming_code_outside_keras_is_one_line(tmp_path):
   with pytest.raises(artifacts.ArtifactError, match=f"{tmp_path}/model.keras: cannot load "
                      r"the model \(\w+: .*\)\. Safe mode"):
     training.load_trained_model(str(tmp_path))
+
+
+def test_a_shard_named_twice_is_refused(shards):
+  from yt8m_sdnn.data.files import resolve_files
+  one = os.path.join(shards, "train00.tfrecord")
+  with pytest.raises(ValueError, match=f"names {one} more than once"):
+    resolve_files(f"{one},{shards}")

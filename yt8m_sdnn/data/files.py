@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
 
@@ -13,6 +15,8 @@ def resolve_files(data_pattern: str) -> list[str]:
 
   Raises:
     FileNotFoundError: naming the pattern, when it matches no file.
+    ValueError: naming the file, when two parts of the pattern name the same shard
+      (it would be read twice: its videos weighed double in training and metrics).
   """
   paths: list[str] = []
   for pattern in (part.strip() for part in data_pattern.split(",")):
@@ -27,6 +31,13 @@ def resolve_files(data_pattern: str) -> list[str]:
       paths.extend(sorted(tf.io.gfile.glob(pattern)))
   if not paths:
     raise FileNotFoundError(f"no file matches the data pattern {data_pattern!r}")
+  seen: set[str] = set()
+  for path in paths:
+    key = path if "://" in path else os.path.realpath(path)
+    if key in seen:
+      raise ValueError(f"the data pattern {data_pattern!r} names {path} more than once; "
+                       "each shard may be given once")
+    seen.add(key)
   return paths
 
 
