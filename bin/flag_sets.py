@@ -37,6 +37,16 @@ def define_data_flags() -> None:
   flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
 
 
+def define_cache_flag() -> None:
+  """--cache, for binaries that read the training shards more than once."""
+  flags.DEFINE_string(
+      "cache", None,
+      "Decode the training (and --val_data) shards once, on the first read, and read the "
+      "decoded features afterwards, shuffled as before: a directory (kept across runs; "
+      "rebuilt when the shards or the data flags change) or 'memory' (this process). "
+      "Pays when the shards are read more than once.")
+
+
 def define_strategy_flag() -> None:
   """--strategy, for every binary that runs a stage under tf.distribute."""
   flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES),
@@ -228,6 +238,8 @@ def check_data_flags(*names: str) -> None:
         files[name] = set(resolve_files(FLAGS[name].value))
       except FileNotFoundError as error:
         raise FileNotFoundError(f"--{name}: {error}") from None
+      except ValueError as error:  # a shard named twice
+        raise ValueError(f"--{name}: {error}") from None
   for other in ("train_data", "eval_data"):
     shared = files.get("val_data", set()) & files.get(other, set())
     if shared:
@@ -238,7 +250,7 @@ def check_data_flags(*names: str) -> None:
 
 def val_reader_config() -> reader.ReaderConfig | None:
   """The validation shards' `ReaderConfig`, or None without --val_data."""
-  return reader_config(FLAGS.val_data) if FLAGS.val_data else None
+  return reader_config(FLAGS.val_data, cached=True) if FLAGS.val_data else None
 
 
 def loss_config() -> loss_registry.LossConfig:
@@ -249,14 +261,19 @@ def loss_config() -> loss_registry.LossConfig:
       class_balance_beta=FLAGS.class_balance_beta)
 
 
-def reader_config(data_pattern: str, training: bool = False, **overrides) -> reader.ReaderConfig:
-  """A `ReaderConfig` from the data flags; `overrides` win over flags."""
+def reader_config(data_pattern: str, training: bool = False, cached: bool = False,
+                  **overrides) -> reader.ReaderConfig:
+  """A `ReaderConfig` from the data flags; `overrides` win over flags.
+
+  `cached`: shards read more than once, which take --cache where it is defined.
+  """
   values = dict(
       data_pattern=data_pattern, num_classes=FLAGS.num_classes,
       feature_names=tuple(FLAGS.feature_names),
       feature_sizes=tuple(int(size) for size in FLAGS.feature_sizes),
       frame_level=FLAGS.frame_level, id_key=FLAGS.id_key, batch_size=FLAGS.batch_size,
-      training=training, skip_corrupt=FLAGS.skip_corrupt, deterministic=FLAGS.deterministic)
+      training=training, skip_corrupt=FLAGS.skip_corrupt, deterministic=FLAGS.deterministic,
+      cache=FLAGS.cache if cached and "cache" in FLAGS else None)
   values.update(overrides)
   return reader.ReaderConfig(**values)
 

@@ -35,6 +35,7 @@ flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_overwrite_flag()
 flag_sets.define_data_flags()
+flag_sets.define_cache_flag()
 flag_sets.define_compute_flags()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
 flags.adopt_module_key_flags(flag_sets)
@@ -45,7 +46,8 @@ def main(argv):
   del argv
   train_config = flag_sets.train_config(FLAGS.train_dir, backup_steps=FLAGS.backup_steps,
                                         overwrite=FLAGS.overwrite)
-  reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
+  reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed,
+                                         cached=True)
   result = measure.measure_neglection(
       train_config, reader_config, FLAGS.fraction_of_epoch, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k=FLAGS.top_k_classes, num_records=FLAGS.num_records,

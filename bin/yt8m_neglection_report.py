@@ -41,6 +41,7 @@ flags.DEFINE_bool("oracles", False,
 flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
 flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_data_flags()
+flag_sets.define_cache_flag()
 flag_sets.define_compute_flags()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
 flags.adopt_module_key_flags(flag_sets)
@@ -55,7 +56,8 @@ def main(argv):
   train_config = training.TrainConfig(train_dir=FLAGS.train_dir, model=FLAGS.model,
                                       num_epochs=FLAGS.num_epochs, seed=FLAGS.seed,
                                       jit_compile=FLAGS.jit_compile)
-  train_reader = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
+  train_reader = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed,
+                                        cached=True)
   eval_reader = flag_sets.reader_config(FLAGS.eval_data)
   hard_classes = (evidence.read_hard_classes(FLAGS.hard_classes_json, FLAGS.num_classes)
                   if FLAGS.hard_classes_json else None)

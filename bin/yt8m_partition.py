@@ -24,6 +24,7 @@ flags.DEFINE_string("output", None, "The plan to write (.npz).")
 flags.DEFINE_integer("num_subclasses", 2, "Subclasses per class (Algorithm 1: 2).")
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12), stored in the plan.")
 flag_sets.define_data_flags()
+flag_sets.define_cache_flag()
 flag_sets.define_strategy_flag()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
 flags.adopt_module_key_flags(flag_sets)
@@ -32,7 +33,7 @@ flags.mark_flags_as_required(["train_data", "neglection", "output"])
 
 def main(argv):
   del argv
-  reader_config = flag_sets.reader_config(FLAGS.train_data)
+  reader_config = flag_sets.reader_config(FLAGS.train_data, cached=True)
   selected = selection.read_selected(FLAGS.neglection, reader_config.num_classes)
   if not distribute.is_chief():  # every worker holds the same merged plan; one writes it
     partition.partition_shards(reader_config, selected, extrapolation=FLAGS.extrapolation,

@@ -51,6 +51,7 @@ flags.DEFINE_integer("top_k", 20, "k of GAP@k (validation and evaluation).")
 flag_sets.define_neglection_score_flag()
 flag_sets.define_training_flags()
 flag_sets.define_data_flags()
+flag_sets.define_cache_flag()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
@@ -63,7 +64,8 @@ def main(argv):
   flag_sets.check_data_flags("train_data", "val_data", "eval_data")
   config = pipeline.PipelineConfig(
       work_dir=FLAGS.work_dir,
-      train_reader=flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed),
+      train_reader=flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed,
+                                           cached=True),
       eval_reader=flag_sets.reader_config(FLAGS.eval_data),
       val_reader=flag_sets.val_reader_config(),
       train=flag_sets.train_config(FLAGS.work_dir),

@@ -35,6 +35,7 @@ flags.DEFINE_integer("backup_steps", 100,
 flag_sets.define_training_flags()
 flag_sets.define_overwrite_flag()
 flag_sets.define_data_flags()
+flag_sets.define_cache_flag()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
@@ -49,7 +50,8 @@ def main(argv):
   train_config = flag_sets.train_config(
       FLAGS.train_dir, steps_per_epoch=FLAGS.steps_per_epoch, backup_steps=FLAGS.backup_steps,
       keep_checkpoints=FLAGS.keep_checkpoints, overwrite=FLAGS.overwrite)
-  reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed)
+  reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed,
+                                         cached=True)
   val_reader = flag_sets.val_reader_config()
   flag_sets.report_skipped(reader_config)
   arguments = {}
@@ -72,7 +74,8 @@ def main(argv):
                  result.best_epoch, result.best_steps, len(result.validation_curve or []),
                  FLAGS.top_k)
   if FLAGS.eval_data:
-    eval_config = flag_sets.replace(reader_config, data_pattern=FLAGS.eval_data, training=False)
+    eval_config = flag_sets.replace(reader_config, data_pattern=FLAGS.eval_data, training=False,
+                                    cache=None)
     results = evaluation.evaluate(result.model, eval_config, top_k=FLAGS.top_k)
     if distribute.is_chief():
       artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)

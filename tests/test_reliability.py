@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -298,3 +299,21 @@ def test_a_shard_named_twice_is_refused(shards):
   one = os.path.join(shards, "train00.tfrecord")
   with pytest.raises(ValueError, match=f"names {one} more than once"):
     resolve_files(f"{one},{shards}")
+
+
+def test_a_record_of_the_other_release_is_named_where_ids_are_read(tmp_path):
+  ids, labels, rgb, audio = random_videos(6, NUM_CLASSES, seed=1)
+  write_video_shards(tmp_path, ids[:3], labels[:3], rgb[:3], audio[:3], num_shards=1)
+  (tmp_path / "train00.tfrecord").rename(tmp_path / "a.tfrecord")
+  write_video_shards(tmp_path, ids[3:], labels[3:], rgb[3:], audio[3:], num_shards=1,
+                     id_key="video_id")  # 2017 format
+  config = reader.ReaderConfig(str(tmp_path), num_classes=NUM_CLASSES, include_ids=True)
+  with pytest.raises(reader.READ_ERRORS) as raised:
+    for _ in reader.build_dataset(config):
+      pass
+  message = str(reader.explain_error(raised.value, config))  # as every consumer does
+  assert f"{tmp_path}/train00.tfrecord: record 0" in message
+  assert "has no 'id' video id" in message and "--id_key=video_id" in message
+  # Training reads no ids: the same shards train.
+  for _ in reader.build_dataset(dataclasses.replace(config, include_ids=False)):
+    pass

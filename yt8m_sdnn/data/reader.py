@@ -5,13 +5,17 @@ Why it is shaped this way:
   before repeat so epochs stay distinct) and *batched before parsing*, so one
   vectorized `tf.io.parse_example` (or `parse_sequence_example`) call handles a whole
   batch; there is no per-example Python and no per-example parse op.
-- Each record travels with its file name and index in the file, so a bad record stops
-  the pipeline with an error that names the file, the record and the video id
-  (`DataError`), instead of a bare TF stack trace.
+- Every check (feature widths, NaN/Inf, label range, missing labels) is one
+  vectorized predicate per batch (`decoding`); records travel bare, without their
+  file and position, so the hot path costs what a plain `parse_example` pipeline
+  costs. A failure still ends in an error that names the file, the record and the
+  video id (`DataError`): `explain_error` locates the record off the hot path.
 - Each modality is L2-normalized, then the modalities are concatenated (paper 3.3);
   a zero vector stays zero rather than turning into NaN.
 - Frame-level records are dequantized as YT8M does and mean-pooled over frames, so
   every video-level model runs on either kind of shard.
+- With `cache`, the shards are decoded once and later datasets read the decoded
+  records (`feature_cache`), through the same shuffles.
 
 Example:
   config = ReaderConfig(data_pattern="/data/yt8m/train*.tfrecord", training=True)
@@ -25,12 +29,8 @@ import re
 
 import tensorflow as tf
 
-from yt8m_sdnn.data import formats
+from yt8m_sdnn.data import decoding, feature_cache, formats
 from yt8m_sdnn.data.files import resolve_files
-
-# Marks our own validation messages inside a TF error, so callers can recover them.
-_ERROR_MARKER = "YT8M_DATA_ERROR"
-_ERROR_END = "END_YT8M_DATA_ERROR"
 
 
 class DataError(ValueError):
@@ -67,6 +67,8 @@ class ReaderConfig:
     cycle_length: shards read concurrently.
     skip_corrupt: drop unusable records (logging each) instead of stopping; this
       parses record by record, so it is slower. `scan.scan_shards` counts them.
+    cache: None, a directory, or `"memory"`: decode the shards once (at the first
+      `build_dataset`) and read the decoded records afterwards (`feature_cache`).
   """
   data_pattern: str
   num_classes: int = 3862
@@ -85,6 +87,7 @@ class ReaderConfig:
   drop_remainder: bool = False
   cycle_length: int = 8
   skip_corrupt: bool = False
+  cache: str | None = None
 
   def __post_init__(self):
     if len(self.feature_names) != len(self.feature_sizes):
@@ -99,6 +102,8 @@ class ReaderConfig:
       raise ValueError(f"num_classes must be positive. Received: {self.num_classes}")
     if self.batch_size <= 0:
       raise ValueError(f"batch_size must be positive. Received: {self.batch_size}")
+    if self.cache is not None and not self.cache.strip():
+      raise ValueError("cache must be a directory or 'memory'. Received: cache=''")
     known = formats.FRAME_LEVEL_FEATURES if self.frame_level else formats.VIDEO_LEVEL_FEATURES
     unknown = [name for name in self.feature_names if name not in known]
     if unknown:
@@ -113,133 +118,56 @@ class ReaderConfig:
     return sum(self.feature_sizes)
 
 
-def _first_failure_message(ok, reasons, files, indices, ids):
-  """Formats the first failing record of a batch as 'file: record N (id X): reason'."""
-  first = tf.argmin(tf.cast(ok, tf.int32))
-  return tf.strings.join([
-      _ERROR_MARKER + " ", files[first], ": record ", tf.strings.as_string(indices[first]),
-      " (id '", ids[first], "'): ", reasons[first], " " + _ERROR_END])
-
-
-def _check(ok, reasons, files, indices, ids):
-  """Raises (through tf.debugging.Assert) with the first failing record's message."""
-  all_ok = tf.reduce_all(ok)
-  message = tf.cond(
-      all_ok, lambda: tf.constant(""),
-      lambda: _first_failure_message(ok, reasons, files, indices, ids))
-  return tf.debugging.Assert(all_ok, [message], summarize=1)
-
-
-def _dense_feature(ragged_values, name: str, size: int, files, indices, ids):
-  """Checks every row has `size` finite values and returns them as (batch, size)."""
-  lengths = ragged_values.row_lengths()
-  width_ok = tf.equal(lengths, size)
-  reasons = tf.strings.join(
-      [f"'{name}' has ", tf.strings.as_string(lengths), f" values, expected {size}",
-       tf.where(lengths == 0, " (a frame-level record? read those with --frame_level)", "")])
-  with tf.control_dependencies([_check(width_ok, reasons, files, indices, ids)]):
-    dense = tf.reshape(ragged_values.flat_values, [-1, size])
-  finite = tf.reduce_all(tf.math.is_finite(dense), axis=1)
-  finite_reasons = tf.fill(tf.shape(finite), f"'{name}' holds NaN or Inf values")
-  with tf.control_dependencies([_check(finite, finite_reasons, files, indices, ids)]):
-    return tf.identity(dense)
-
-
-def _multi_hot(labels: tf.RaggedTensor, num_classes: int, require_labels: bool,
-               files, indices, ids) -> tf.Tensor:
-  """Turns ragged class ids into a (batch, num_classes) float multi-hot matrix."""
-  values = labels.flat_values
-  row_of_value = tf.cast(labels.value_rowids(), tf.int64)
-  in_range = tf.logical_and(values >= 0, values < num_classes)
-  # A record is bad when any of its labels is out of range.
-  bad_count = tf.math.unsorted_segment_sum(
-      tf.cast(tf.logical_not(in_range), tf.int32), row_of_value, tf.shape(files)[0])
-  range_ok = tf.equal(bad_count, 0)
-  range_reasons = tf.fill(
-      tf.shape(range_ok), f"a label id is out of range [0, {num_classes}) (--num_classes)")
-  checks = [_check(range_ok, range_reasons, files, indices, ids)]
-  if require_labels:
-    has_labels = labels.row_lengths() > 0
-    label_reasons = tf.fill(
-        tf.shape(has_labels),
-        "no labels (a shard without labels serves prediction only, not training "
-        "or evaluation)")
-    checks.append(_check(has_labels, label_reasons, files, indices, ids))
-  with tf.control_dependencies(checks):
-    scatter_indices = tf.stack([row_of_value, values], axis=1)
-    counts = tf.scatter_nd(
-        scatter_indices, tf.ones_like(values, tf.float32),
-        tf.stack([tf.shape(files, out_type=tf.int64)[0], tf.constant(num_classes, tf.int64)]))
-    return tf.minimum(counts, 1.0)
-
-
-def _normalize_and_concat(parts: list[tf.Tensor]) -> tf.Tensor:
-  """L2-normalizes each modality, then concatenates them (paper 3.3)."""
-  # l2_normalize divides by max(norm, sqrt(epsilon)): zero vectors stay zero.
-  normalized = [tf.math.l2_normalize(part, axis=1, epsilon=1e-12) for part in parts]
-  return normalized[0] if len(normalized) == 1 else tf.concat(normalized, axis=1)
-
-
-def _video_ids(ragged_ids: tf.RaggedTensor) -> tf.Tensor:
-  return tf.squeeze(ragged_ids.to_tensor(default_value="", shape=[None, 1]), axis=1)
-
-
 def make_batch_parser(config: ReaderConfig):
-  """Returns the vectorized parser for a batch of (serialized, file, index) triples."""
+  """The located parser: (serialized, file names, indices) in, reader batches out.
 
-  def parse_video_level(serialized, files, indices):
-    spec = {config.id_key: tf.io.RaggedFeature(tf.string),
-            formats.LABELS_KEY: tf.io.RaggedFeature(tf.int64)}
-    for name in config.feature_names:
-      spec[name] = tf.io.RaggedFeature(tf.float32)
-    parsed = tf.io.parse_example(serialized, spec)
-    ids = _video_ids(parsed[config.id_key])
-    parts = [_dense_feature(parsed[name], name, size, files, indices, ids)
-             for name, size in zip(config.feature_names, config.feature_sizes)]
-    labels = _multi_hot(parsed[formats.LABELS_KEY], config.num_classes,
-                        config.require_labels, files, indices, ids)
-    return _normalize_and_concat(parts), labels, ids
+  Checks every record and names the file, record and video id of a bad one; used off
+  the hot path (`scan`, `--skip_corrupt`). The hot path decodes without positions
+  (see `decoding`).
+  """
 
-  def parse_frame_level(serialized, files, indices):
-    context_spec = {config.id_key: tf.io.RaggedFeature(tf.string),
-                    formats.LABELS_KEY: tf.io.RaggedFeature(tf.int64)}
-    sequence_spec = {name: tf.io.RaggedFeature(tf.string) for name in config.feature_names}
-    context, sequences, _ = tf.io.parse_sequence_example(
-        serialized, context_features=context_spec, sequence_features=sequence_spec)
-    ids = _video_ids(context[config.id_key])
-    parts = []
-    for name, size in zip(config.feature_names, config.feature_sizes):
-      frames = sequences[name]  # (batch, frames, 1) ragged byte strings
-      frames = frames.merge_dims(1, 2) if frames.ragged_rank > 1 else frames
-      frame_bytes = tf.strings.length(frames.flat_values)
-      frame_row = frames.value_rowids()
-      wrong_frames = tf.math.unsorted_segment_sum(
-          tf.cast(tf.not_equal(frame_bytes, size), tf.int32), frame_row, tf.shape(files)[0])
-      num_frames = frames.row_lengths()
-      ok = tf.logical_and(tf.equal(wrong_frames, 0), num_frames > 0)
-      reasons = tf.strings.join([
-          f"'{name}' needs at least one frame of {size} bytes; found ",
-          tf.strings.as_string(num_frames), " frames, ",
-          tf.strings.as_string(wrong_frames), " of another width"])
-      with tf.control_dependencies([_check(ok, reasons, files, indices, ids)]):
-        quantized = tf.io.decode_raw(frames.flat_values, tf.uint8)
-      values = formats.dequantize(tf.reshape(quantized, [-1, size]))
-      parts.append(tf.math.segment_mean(values, frame_row))
-    labels = _multi_hot(context[formats.LABELS_KEY], config.num_classes,
-                        config.require_labels, files, indices, ids)
-    return _normalize_and_concat(parts), labels, ids
-
-  parse = parse_frame_level if config.frame_level else parse_video_level
-
+  @tf.autograph.experimental.do_not_convert
   def parse_batch(serialized, files, indices):
-    features, labels, ids = parse(serialized, files, indices)
-    features = tf.ensure_shape(features, [None, config.feature_size])
-    labels = tf.ensure_shape(labels, [None, config.num_classes])
-    if config.include_ids:
-      return features, labels, ids
-    return features, labels
+    decoded = decoding.decode(config, serialized, where=(files, indices))
+    return _reader_batch(config, decoded.features, decoded.label_values,
+                         decoded.label_rows, decoded.ids)
 
   return parse_batch
+
+
+def _reader_batch(config: ReaderConfig, features, label_values, label_rows, ids):
+  """(features, multi-hot labels[, ids]) with static widths, what `build_dataset` yields."""
+  labels = decoding.multi_hot(label_values, label_rows, tf.shape(features)[0],
+                              config.num_classes)
+  features = tf.ensure_shape(features, [None, config.feature_size])
+  labels = tf.ensure_shape(labels, [None, config.num_classes])
+  return (features, labels, ids) if config.include_ids else (features, labels)
+
+
+def _fast_parser(config: ReaderConfig):
+  """The hot path's batch function: decodes without positions (see `decoding`)."""
+
+  # No tensor-dependent Python control flow below: skipping AutoGraph halves tracing.
+  @tf.autograph.experimental.do_not_convert
+  def parse(serialized):
+    return _reader_batch(config, *decoding.decode(config, serialized))
+
+  return parse
+
+
+def _cached_batch_parser(config: ReaderConfig):
+  """The batch function of cached videos: labels padded with -1 to multi-hot.
+
+  `ids` is None unless `config.include_ids`.
+  """
+
+  @tf.autograph.experimental.do_not_convert
+  def parse(features, padded_labels, ids=None):
+    present = tf.where(padded_labels >= 0)
+    return _reader_batch(config, features, tf.gather_nd(padded_labels, present),
+                         present[:, 0], ids)
+
+  return parse
 
 
 def _records_of_file(path: tf.Tensor, skip_corrupt: bool = False) -> tf.data.Dataset:
@@ -251,8 +179,102 @@ def _records_of_file(path: tf.Tensor, skip_corrupt: bool = False) -> tf.data.Dat
                               tf.data.Dataset.range(tf.int64.max)))
 
 
+def _decoded_chunks(config: ReaderConfig, files: list[str]) -> tf.data.Dataset:
+  """Every shard decoded, in file order: what a feature cache stores.
+
+  Elements: (file index, features, label ids, labels per video, video ids), chunks of
+  up to `feature_cache.CHUNK_SIZE` records decoded in fast mode (a bad record fails
+  the pass; `open_cache` locates it), or with `skip_corrupt` single records decoded
+  in located mode, the bad ones dropped.
+  """
+  names = tf.constant(files)
+  with_ids = dataclasses.replace(config, include_ids=True)
+
+  @tf.autograph.experimental.do_not_convert
+  def decode(file_index, serialized, where=None):
+    decoded = decoding.decode(with_ids, serialized, where=where)
+    counts = tf.math.bincount(tf.cast(decoded.label_rows, tf.int32),
+                              minlength=tf.shape(serialized)[0],
+                              maxlength=tf.shape(serialized)[0], dtype=tf.int64)
+    return file_index, decoded.features, decoded.label_values, counts, decoded.ids
+
+  def chunks_of(file_index):
+    path = tf.gather(names, file_index)
+    if not config.skip_corrupt:
+      return tf.data.TFRecordDataset(path).batch(feature_cache.CHUNK_SIZE).map(
+          lambda serialized: decode(file_index, serialized))
+    records = _records_of_file(path, skip_corrupt=True).batch(1)
+    return records.map(lambda serialized, paths, indices: decode(
+        file_index, serialized, (paths, indices))).ignore_errors(log_warning=True)
+
+  # A whole shard at a time (block_length), the next ones decoded meanwhile.
+  return tf.data.Dataset.range(len(files)).interleave(
+      chunks_of, cycle_length=min(config.cycle_length, len(files)), block_length=1 << 20,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _cache_settings(config: ReaderConfig) -> dict:
+  """The settings that change what a feature cache holds (part of its key)."""
+  return {"feature_names": list(config.feature_names),
+          "feature_sizes": list(config.feature_sizes), "num_classes": config.num_classes,
+          "frame_level": config.frame_level, "id_key": config.id_key,
+          "require_labels": config.require_labels, "skip_corrupt": config.skip_corrupt,
+          "decoding": _DECODING_VERSION}
+
+
+# Bump when decoding changes what it outputs, so older feature caches miss.
+_DECODING_VERSION = 1
+
+
+def open_cache(config: ReaderConfig, files: list[str] | None = None
+               ) -> feature_cache.CachedShards:
+  """The feature cache of `config` (`config.cache`), decoding the shards when needed.
+
+  Raises:
+    DataError: a record cannot be used (names file, record and video id).
+  """
+  files = resolve_files(config.data_pattern) if files is None else files
+  try:
+    return feature_cache.open_or_build(
+        config.cache, files, _cache_settings(config),
+        lambda: _decoded_chunks(config, files).as_numpy_iterator(), config.feature_size)
+  except READ_ERRORS as error:
+    raise explain_error(error, config) from None
+
+
+def _sources(config: ReaderConfig, files: list[str]):
+  """(per-shard sources, per-shard dataset function, batch function, parallel reads).
+
+  Whatever the source, the per-shard datasets hold one element per video in file
+  order, so the same interleave and shuffles give the same order of videos.
+  """
+  if config.cache is None:
+    if config.skip_corrupt:
+      return files, lambda path: _records_of_file(path, True), None, True
+    return files, tf.data.TFRecordDataset, _fast_parser(config), True
+  cached = open_cache(config, files)
+  parse = _cached_batch_parser(config)
+  if not cached.in_memory:
+    return (list(cached.shard_paths),
+            lambda path: cached.shard_records(path, config.include_ids), parse, True)
+  features, labels, ids = cached.arrays
+  starts, ends = cached.shard_bounds()
+  # Positions stand for the videos through the interleave and shuffles (int64s are
+  # cheap to move; a parallel interleave costs more than it saves on them); each
+  # batch then gathers its rows.
+  return ((list(cached.source_paths), starts, ends), feature_cache.shard_positions,
+          tf.autograph.experimental.do_not_convert(lambda positions: parse(
+              tf.gather(features, positions), tf.gather(labels, positions),
+              tf.gather(ids, positions) if config.include_ids else None)), False)
+
+
 def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
   """Builds the batched, parsed dataset described by `config`.
+
+  The pipeline, whatever the source: shards (shuffled when training) → interleaved
+  records → shuffle buffer (training) → repeat → batch → one vectorized decode per
+  batch. With `config.cache` the first call decodes every shard into the cache;
+  every call then reads decoded records from it through the same shuffles.
 
   Returns:
     A `tf.data.Dataset` of `(features, labels)` — float32 (batch, feature_size) and
@@ -261,61 +283,84 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
 
   Raises:
     FileNotFoundError: when the pattern matches no file.
+    DataError: building a feature cache met a bad record.
     Errors raised while iterating are among `READ_ERRORS`; pass them through
     `explain_error` to get a `DataError` naming the file and record.
   """
   files = resolve_files(config.data_pattern)
+  sources, records_of, parse, parallel_reads = _sources(config, files)
   options = tf.data.Options()
   options.deterministic = config.deterministic
   # Under a multi-worker strategy each worker reads whole shards of its own (TF would
   # otherwise fall back to reading every shard and dropping the others' records).
-  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
-  dataset = tf.data.Dataset.from_tensor_slices(files)
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.FILE)
+  dataset = tf.data.Dataset.from_tensor_slices(sources)
   if config.training:
     dataset = dataset.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+  # A sequential interleave yields what a deterministic parallel one does.
   dataset = dataset.interleave(
-      lambda path: _records_of_file(path, config.skip_corrupt), cycle_length=min(config.cycle_length, len(files)),
-      block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=config.deterministic)
+      records_of, cycle_length=min(config.cycle_length, len(files)), block_length=1,
+      **(dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+         if parallel_reads else {}))
   if config.training:
+    # Serialized records (or cached ones) are shuffled, not parsed batches: each
+    # batch mixes videos from the whole buffer.
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed,
                               reshuffle_each_iteration=True)
   if config.num_epochs != 1:
     dataset = dataset.repeat(config.num_epochs)
-  parser = make_batch_parser(config)
-  if config.skip_corrupt:
-    # Parse one record at a time so a bad one drops alone, then batch the good ones.
+  if parse is None:
+    # --skip_corrupt: parse one record at a time so a bad one drops alone, then batch.
+    parser = make_batch_parser(config)
     dataset = dataset.batch(1).map(
         parser, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
     dataset = dataset.ignore_errors(log_warning=True).unbatch()
     dataset = dataset.batch(config.batch_size, drop_remainder=config.drop_remainder)
   else:
     dataset = dataset.batch(config.batch_size, drop_remainder=config.drop_remainder)
-    dataset = dataset.map(parser, num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=config.deterministic)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _unescape(text: str) -> str:
+  # tf.debugging.Assert prints strings quoted and escaped; undo that.
+  return re.sub(r"\\+(['\"])", r"\1", text)
 
 
 def explain_error(error: Exception, config: ReaderConfig | None = None) -> Exception:
   """Turns a TF error raised while reading into a `DataError` that names the record.
 
-  Validation failures carry their own message. Records that cannot be parsed at all,
-  and truncated or corrupt files, are located by `scan.find_first_bad_record`, which
-  rereads the shards one by one (only on this error path).
+  Located failures (off the hot path) carry their whole message. The hot path's
+  failures name what failed; they, records that cannot be parsed at all, and
+  truncated or corrupt files are located by `scan.find_first_bad_record`,
+  which rereads the shards one by one (only on this error path, and only with
+  `config`).
 
   Returns:
     A `DataError` to raise, or `error` itself when it has nothing to do with the data.
   """
   text = str(error)
-  match = re.search(_ERROR_MARKER + " (.*?) " + _ERROR_END, text, flags=re.DOTALL)
+  match = re.search(decoding.ERROR_MARKER + " (.*?) " + decoding.ERROR_END, text,
+                    flags=re.DOTALL)
   if match:
-    # tf.debugging.Assert prints strings quoted and escaped; undo that.
-    return DataError(re.sub(r"\\+(['\"])", r"\1", match.group(1)))
-  if config is not None and isinstance(error, (tf.errors.DataLossError,
-                                               tf.errors.InvalidArgumentError,
-                                               UnicodeDecodeError)):
+    return DataError(_unescape(match.group(1)))
+  unlocated = re.search(decoding.UNLOCATED_MARKER + " (.*?) " + decoding.ERROR_END, text,
+                        flags=re.DOTALL)
+  if config is not None and (unlocated or isinstance(error, (
+      tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError))):
     from yt8m_sdnn.data import scan  # pylint: disable=import-outside-toplevel
     located = scan.find_first_bad_record(config)
     if located is not None:
       return DataError(located)
+  if unlocated:
+    where = config.data_pattern if config is not None else "the shards"
+    hint = ("rereading the shards found no bad record: did they change?" if config
+            else "pass the ReaderConfig to explain_error to locate it")
+    return DataError(f"a record of {where}: {_unescape(unlocated.group(1))} ({hint})")
+  if (config is not None and config.cache not in (None, feature_cache.MEMORY) and
+      isinstance(error, tf.errors.DataLossError)):
+    return DataError(f"{config.cache}: the feature cache cannot be read "
+                     f"({text.strip().splitlines()[0][:200]}); delete it to rebuild it")
   return error

@@ -1,9 +1,11 @@
 """Finds and counts unusable records, shard by shard, off the fast path.
 
-The reader parses whole batches at once, so a record that is not a protobuf at all,
-or a file cut short, fails a batch without saying which record. This module rereads
-the shards one at a time to name the culprit (used when such an error happens) and
-to count what `--skip_corrupt` drops (used once, before a run that skips).
+The reader's hot path decodes whole batches of records that travel without their
+file and position, so a failing batch (a record that is not a protobuf, of the wrong
+width, with NaN values or an out-of-range label, or a file cut short) does not say
+which record failed. This module rereads the shards one at a time with the located
+decoder to name the culprit (used when such an error happens) and to count what
+`--skip_corrupt` drops (used once, before a run that skips).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ScanReport:
 
 def _single_file_config(config: reader.ReaderConfig, path: str, batch_size: int):
   return dataclasses.replace(
-      config, data_pattern=path, training=False, num_epochs=1, include_ids=False,
+      config, data_pattern=path, training=False, num_epochs=1,
       deterministic=True, batch_size=batch_size, drop_remainder=False, cycle_length=1)
 
 
