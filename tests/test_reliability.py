@@ -317,3 +317,26 @@ def test_a_record_of_the_other_release_is_named_where_ids_are_read(tmp_path):
   # Training reads no ids: the same shards train.
   for _ in reader.build_dataset(dataclasses.replace(config, include_ids=False)):
     pass
+
+
+def test_pipeline_refuses_a_work_dir_in_use(shards, tmp_path):
+  data = _reader(shards)
+  config = pipeline.PipelineConfig(work_dir=str(tmp_path / "work"), train_reader=data,
+                                   eval_reader=data, train=_config(""), stages=("baseline",))
+  with locking.exclusive(str(tmp_path / "work")):
+    with pytest.raises(locking.DirectoryInUseError, match="in use by another yt8m-sdnn run"):
+      pipeline.run(config)
+  assert not (tmp_path / "work" / "baseline").exists()
+
+
+def test_partition_binary_refuses_an_output_in_use(shards, tmp_path):
+  (tmp_path / "neglection.json").write_text(json.dumps({"selected": [1], "num_classes": 5}))
+  with locking.exclusive(str(tmp_path), lock_name=".plan.npz.lock"):
+    result = subprocess.run(
+        [sys.executable, "-m", "bin.yt8m_partition", f"--train_data={shards}",
+         f"--neglection={tmp_path / 'neglection.json'}", f"--output={tmp_path / 'plan.npz'}",
+         f"--num_classes={NUM_CLASSES}"],
+        cwd=ROOT, env=binary_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert f"{tmp_path}: in use by another yt8m-partition run" in result.stderr
+  assert not (tmp_path / "plan.npz").exists()
