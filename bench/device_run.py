@@ -43,18 +43,23 @@ from yt8m_sdnn.neglection import monitor as monitor_lib
 from yt8m_sdnn.subclass import arrays
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", os.path.join("device_data", packed.PACKED_FILE),
-                    "The packed file (bench.pack_real).")
-flags.DEFINE_string("output", "device_results.json", "Results JSON, rewritten after each part.")
-flags.DEFINE_float("budget_s", 480, "Seconds for everything; each part has its share.")
-flags.DEFINE_float("throughput_share", 0.25, "Share of the budget for the throughput part.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the converged rows, in order.")
-flags.DEFINE_integer("batch_size", 512, "Batch of the converged rows (the paper's).")
-flags.DEFINE_integer("patience", 4, "Epochs without a better validation GAP.")
-flags.DEFINE_integer("max_epochs", 100, "Epoch cap of a converged row.")
-flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
-flags.DEFINE_float("top_fraction", 0.1, "Share of classes split (the paper's 10%).")
-flags.DEFINE_bool("smoke", False, "Tiny random data, small budget: checks the code path.")
+
+
+def define_flags() -> None:
+  """The flags of `main`; defined only when run as a program, so that importing
+  this module (tests do) adds no flags beside the binaries' own."""
+  flags.DEFINE_string("data", os.path.join("device_data", packed.PACKED_FILE),
+                      "The packed file (bench.pack_real).")
+  flags.DEFINE_string("output", "device_results.json", "Results JSON, rewritten after each part.")
+  flags.DEFINE_float("budget_s", 480, "Seconds for everything; each part has its share.")
+  flags.DEFINE_float("throughput_share", 0.25, "Share of the budget for the throughput part.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the converged rows, in order.")
+  flags.DEFINE_integer("batch_size", 512, "Batch of the converged rows (the paper's).")
+  flags.DEFINE_integer("patience", 4, "Epochs without a better validation GAP.")
+  flags.DEFINE_integer("max_epochs", 100, "Epoch cap of a converged row.")
+  flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
+  flags.DEFINE_float("top_fraction", 0.1, "Share of classes split (the paper's 10%).")
+  flags.DEFINE_bool("smoke", False, "Tiny random data, small budget: checks the code path.")
 
 # The CNN's early-stopped recipe (training.EARLY_STOPPED_RECIPES["cnn"] over TrainConfig).
 CNN_RECIPE = {"learning_rate": 0.001, "weight_decay": 5e-4}
@@ -298,4 +303,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

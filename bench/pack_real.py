@@ -1,13 +1,13 @@
 """Packs the real video-level shards into one numpy file (`yt8m_sdnn.data.packed`).
 
-  python -m bench.pack_real --output=device_data
+  python -m bench.pack_real --output_dir=device_data
 
 reads the 100 real 2018 validate shards (../shared/data/yt8m-2018/validate, or
 $YT8M_DATA_DIR) and writes `device_data/yt8m_video_level.npz` (about 35 MB): raw features
 quantized to YT8M's 8-bit grid, sparse labels, ids, each video's shard, and the
 converged-evidence protocol's train / validation / test split by shard. It is what a
-machine without TensorFlow (`bench.device_run` on Keras + JAX) trains on. `--check`
-compares the packed file against the tf.data reader's features and labels.
+machine without TensorFlow (`bench.device_run` on Keras + JAX) trains on. `--check_reader`
+(on by default) compares the packed file against the tf.data reader's features and labels.
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ from yt8m_sdnn.data import packed, reader
 from yt8m_sdnn.data.files import resolve_files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", str(real_data.VALIDATE), "Shards to pack: directory, glob or list.")
-flags.DEFINE_string("output", "device_data", "Directory that receives the packed file.")
-flags.DEFINE_bool("check", True, "Compare the packed file with the tf.data reader's output.")
+
+
+def define_flags() -> None:
+  """The flags of `main`; defined only when run as a program, so that importing
+  this module (tests do) adds no flags beside the binaries' own."""
+  flags.DEFINE_string("shards", str(real_data.VALIDATE), "Shards to pack: directory, glob or list.")
+  flags.DEFINE_string("output_dir", "device_data", "Directory that receives the packed file.")
+  flags.DEFINE_bool("check_reader", True, "Compare the packed file with the tf.data reader's output.")
 
 
 def _parse(records: tf.Tensor, feature_names, feature_sizes, id_key: str):
@@ -96,15 +101,16 @@ def check(path: str, files: Sequence[str]) -> float:
 
 def main(argv):
   del argv
-  files = resolve_files(FLAGS.data)
-  path = pack(files, FLAGS.output, real_data.SPLIT)
+  files = resolve_files(FLAGS.shards)
+  path = pack(files, FLAGS.output_dir, real_data.SPLIT)
   data = packed.load_packed(path)
   print(f"wrote {path}: {data.num_videos} videos, {os.path.getsize(path) / 2**20:.1f} MB; "
         + ", ".join(f"{name} {len(shards)} shards" for name, shards in data.splits.items()))
-  if FLAGS.check:
+  if FLAGS.check_reader:
     print(f"largest feature difference to the tf.data reader (normalized): "
           f"{check(path, files):.2e}; labels and ids identical")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
