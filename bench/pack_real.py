@@ -3,7 +3,7 @@
   python -m bench.pack_real --output_dir=device_data
 
 reads the 100 real 2018 validate shards (../shared/data/yt8m-2018/validate, or
-$YT8M_DATA_DIR) and writes `device_data/yt8m_video_level.npz` (about 35 MB): raw features
+$YT8M_DATA_DIR) and writes `device_data/yt8m_video_level.npz` (28.4 MB): raw features
 quantized to YT8M's 8-bit grid, sparse labels, ids, each video's shard, and the
 converged-evidence protocol's train / validation / test split by shard. It is what a
 machine without TensorFlow (`bench.device_run` on Keras + JAX) trains on. `--check_reader`

@@ -57,7 +57,8 @@ class ArtifactError(ValueError):
   """An artifact is missing, unreadable or does not fit the data it is used with."""
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
+  """Whether `path` is on the local file system (not `gs://` and the like)."""
   return "://" not in path
 
 
@@ -71,7 +72,7 @@ def ensure_writable_dir(directory: str) -> None:
     _gfile.makedirs(directory)
   except _FILE_SYSTEM_ERRORS as error:
     raise ArtifactError(f"{directory}: cannot create the directory ({error})") from None
-  if _is_local(directory) and not os.access(directory, os.W_OK | os.X_OK):
+  if is_local(directory) and not os.access(directory, os.W_OK | os.X_OK):
     raise ArtifactError(f"{directory}: the directory is not writable")
 
 
@@ -104,7 +105,7 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
   """
   directory = os.path.dirname(path) or "."
   ensure_writable_dir(directory)
-  if _is_local(path):
+  if is_local(path):
     handle, temporary = tempfile.mkstemp(
         prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
         dir=directory)
@@ -123,7 +124,7 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
     if _gfile.exists(temporary):
       _gfile.remove(temporary)
     if _is_disk_full(error):
-      free = shutil.disk_usage(directory).free if _is_local(directory) else None
+      free = shutil.disk_usage(directory).free if is_local(directory) else None
       raise ArtifactError(
           f"{path}: no space left on the device: {written / 2**20:.1f} MB had been written "
           f"when it ran out" + (f", {free / 2**20:.1f} MB are free in {directory}" if free

@@ -42,7 +42,7 @@ def exclusive(directory: str, what: str = "run", lock_name: str = LOCK_FILE) -> 
     artifacts.ArtifactError: the directory cannot be created or written.
   """
   artifacts.ensure_writable_dir(directory)
-  if "://" in directory:
+  if not artifacts.is_local(directory):
     logging.warning("%s: not locked (no flock on remote file systems); make sure no other "
                     "%s writes there.", directory, what)
     yield

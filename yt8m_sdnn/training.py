@@ -213,7 +213,7 @@ def load_trained_model(train_dir: str) -> keras.Model:
   if not tf.io.gfile.exists(path):
     raise artifacts.ArtifactError(
         f"{path}: file not found. Train a model into {train_dir} first (yt8m-train).")
-  if _is_local(path) and not zipfile.is_zipfile(path):
+  if artifacts.is_local(path) and not zipfile.is_zipfile(path):
     raise artifacts.ArtifactError(
         f"{path}: not a Keras .keras archive (not a zip file). Retrain it with yt8m-train.")
   try:
@@ -224,10 +224,6 @@ def load_trained_model(train_dir: str) -> keras.Model:
         f"{path}: cannot load the model ({type(error).__name__}: {message[:300]}). Safe "
         "mode refuses archives that name code outside Keras and this project; retrain it "
         "with yt8m-train.") from None
-
-
-def _is_local(path: str) -> bool:
-  return "://" not in path
 
 
 def check_finite_weights(model: keras.Model, path: str) -> None:

@@ -2,7 +2,7 @@
 
 For machines without TensorFlow (a GPU host running Keras on JAX) and for transfers
 with a size limit: `bench.pack_real` turns TFRecord shards into one file of about
-1.2 kB a video (29,000 real videos: about 35 MB).
+1 kB a video (the 29,213 real videos: 28.4 MB).
 
 - Features: the raw video-level features, quantized to 8 bits on YT8M's own grid.
   YT8M's frame features are 8-bit with the starter's `Dequantize` (range [-2, 2]:
