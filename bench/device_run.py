@@ -37,7 +37,8 @@ import keras
 import numpy as np
 from absl import app, flags, logging
 
-from yt8m_sdnn import artifacts, loss_registry, metrics, models
+from yt8m_sdnn import artifacts, metrics, models
+from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import packed
 from yt8m_sdnn.neglection import monitor as monitor_lib
 from yt8m_sdnn.subclass import arrays

@@ -26,14 +26,16 @@ backup). Long: about 3-5 minutes per logistic row on 2 CPU cores.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
 from absl import app, flags, logging
 
 from bench import real_data
-from yt8m_sdnn import artifacts, bootstrap, pipeline, seed_summary, training
+from yt8m_sdnn import artifacts, training
+from yt8m_sdnn.experiments import bootstrap
+from yt8m_sdnn.experiments import pipeline
+from yt8m_sdnn.experiments import seed_summary
 from yt8m_sdnn.data import reader
 
 FLAGS = flags.FLAGS

@@ -1,6 +1,6 @@
 """Evidence for the Figure-1 claim: does θ rank classes by their validation AP?
 
-Runs `yt8m_sdnn.neglection.evidence.measure_neglection_evidence` (the library behind
+Runs `yt8m_sdnn.experiments.evidence.measure_neglection_evidence` (the library behind
 `yt8m-neglection-report`) on fresh synthetic shards or on the real validate shards:
 trains the baseline CNN with the θ monitor attached for the whole run (one θ vector
 every --tau iterations), scores the held-out shards, and prints per window Spearman's
@@ -30,7 +30,8 @@ from absl import app, flags
 from bench import real_data
 from yt8m_sdnn import artifacts, models, training
 from yt8m_sdnn.data import reader, synthetic
-from yt8m_sdnn.neglection import evidence, plot
+from yt8m_sdnn.experiments import evidence, neglection_report
+from yt8m_sdnn.experiments import plot
 from yt8m_sdnn.neglection.selection import select_neglected_classes
 
 FLAGS = flags.FLAGS
@@ -72,7 +73,7 @@ def main(argv):
   artifacts.write_json(os.path.join(FLAGS.output, evidence.REPORT_FILE), payload)
   print(f"\n{FLAGS.data} (generator {FLAGS.generator}): baseline {FLAGS.model}, "
         f"{FLAGS.num_epochs} epochs")
-  print(evidence.format_summary(payload))
+  print(neglection_report.format_summary(payload))
   print("\n| score | ρ(score, val AP) | ρ(score, frequency) | partial ρ at equal frequency "
         "| hard classes in top 10% (chance; p) |\n|---|---|---|---|---|")
   for name, report in payload["reports"].items():
@@ -87,7 +88,7 @@ def main(argv):
     path = os.path.join(FLAGS.output, "theta_vs_ap.png")
     plot.plot_neglection_evidence(payload, path)
     print(f"wrote {path}")
-    values = evidence.window_scores(payload["history"], "null_normalized")
+    values = neglection_report.window_scores(payload["history"], "null_normalized")
     normalized = dict(payload, report=payload["reports"]["null_normalized"],
                       selected=select_neglected_classes(values[-1], top_fraction=0.1).tolist(),
                       history=[dict(window, theta=v) for window, v in zip(payload["history"],

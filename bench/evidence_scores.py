@@ -35,11 +35,13 @@ import numpy as np
 from absl import app, flags, logging
 
 from bench import real_data
-from yt8m_sdnn import artifacts, bootstrap, pipeline, training
+from yt8m_sdnn import artifacts, training
+from yt8m_sdnn.experiments import bootstrap
+from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import class_counts, reader
-from yt8m_sdnn.neglection import evidence
+from yt8m_sdnn.experiments import class_ap, evidence, neglection_report
 from yt8m_sdnn.neglection import scores as scores_lib
-from yt8m_sdnn.neglection.measure import NEGLECTION_FILE
+from yt8m_sdnn.experiments.measure import NEGLECTION_FILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", "/tmp/evidence_scores", "Work directory.")
@@ -131,7 +133,7 @@ def _validation_ap(seed: int) -> np.ndarray:
   model = training.load_trained_model(os.path.join(FLAGS.baseline_runs, f"run-{seed}",
                                                    "baseline"))
   scores, labels = evidence.score_videos(model, _readers(seed)[1])
-  ap = evidence.per_class_average_precision(scores, labels)
+  ap = class_ap.per_class_average_precision(scores, labels)
   artifacts.write_npz(path, {"ap": ap})
   return ap
 
@@ -153,8 +155,8 @@ def _ranking(work_dir: str, seed: int, counts: np.ndarray) -> dict | None:
             "num_classes_compared": int(np.isfinite(val_ap).sum())}
   values = payload.get("score_values") or payload["theta"]
   values = np.array([np.nan if v is None else v for v in values], np.float64)
-  statistics = evidence.ranking_statistics(values, _validation_ap(seed), counts, None,
-                                           len(payload["selected"]))
+  statistics = neglection_report.ranking_statistics(values, _validation_ap(seed), counts, None,
+                                                    len(payload["selected"]))
   return {key: statistics[key] for key in (
       "rho_theta_ap", "rho_theta_frequency", "rho_theta_ap_given_frequency",
       "mean_ap_selected", "mean_ap_not_selected", "num_classes_compared")}
@@ -235,7 +237,7 @@ def main(argv):
       low, high = versus["mean_interval"]
       print(f"\nSDNN rows, {MATCHED_TO} − {MATCHED_RANDOM}: {100 * versus['mean']:+.2f} "
             f"[{100 * low:+.2f}, {100 * high:+.2f}] over {versus['num_seeds']} seeds")
-  artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), evidence.json_ready(summary))
+  artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), summary)
   print(json.dumps({v: (s["paired"] or {}).get("mean") for v, s in summary["variants"].items()}))
 
 

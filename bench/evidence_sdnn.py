@@ -3,7 +3,7 @@
 The converged, early-stopped protocol is `bench.evidence_converged`; this one keeps the
 fixed 5-epoch budget of README's early-training tables.
 
-Runs `yt8m_sdnn.pipeline` once per seed and prints mean ± standard deviation of
+Runs `yt8m_sdnn.experiments.pipeline` once per seed and prints mean ± standard deviation of
 GAP@20, Hit@1, PERR and mAP per row, plus the mean AP of the planted hard classes
 (synthetic) and of the split classes, and each seed's GAP difference for the row pairs
 that attribute SDNN's effect (`seed_summary.ATTRIBUTION_PAIRS`). Long: not part of `make bench`.
@@ -28,7 +28,9 @@ import os
 from absl import app, flags
 
 from bench import real_data
-from yt8m_sdnn import artifacts, pipeline, seed_summary, training
+from yt8m_sdnn import artifacts, training
+from yt8m_sdnn.experiments import pipeline
+from yt8m_sdnn.experiments import seed_summary
 from yt8m_sdnn.data import reader, synthetic
 
 FLAGS = flags.FLAGS

@@ -23,9 +23,10 @@ import os
 import numpy as np
 from absl import app, flags
 
-from yt8m_sdnn import artifacts, evaluation, metrics, pipeline, training
+from yt8m_sdnn import artifacts, evaluation, metrics, training
+from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.neglection import measure
+from yt8m_sdnn.experiments import measure
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", None, "A yt8m-sdnn work directory (one seed).")

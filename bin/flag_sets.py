@@ -13,7 +13,8 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m_sdnn import artifacts, distribute, loss_registry, models, training
+from yt8m_sdnn import artifacts, distribute, models, training
+from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import reader, scan
 from yt8m_sdnn.data.files import resolve_files
 from yt8m_sdnn.neglection import scores
@@ -96,6 +97,19 @@ def define_neglection_score_flag(allowed: tuple[str, ...] = scores.NEGLECTION_SC
       "Which score ranks the classes: paper (eqs. 6-10), null_normalized (θ over its "
       "frequency-only expectation), frequency_residual (θ over the median θ of classes "
       "of similar frequency)." + oracle_note)
+
+
+def define_neglection_window_flags() -> None:
+  """How long θ is measured and how many classes it selects (yt8m-neglection, yt8m-sdnn)."""
+  flags.DEFINE_float("fraction_of_epoch", 1 / 3,
+                     "Share of an epoch over which θ is measured (paper: 1/3).")
+  flags.DEFINE_integer("neglection_steps", None,
+                       "Iterations over which θ is measured, instead of --fraction_of_epoch "
+                       "(the shards repeat when it is more than an epoch).")
+  flags.DEFINE_integer("tau", None, "Iterations per θ window (default: all iterations run).")
+  flags.DEFINE_float("top_fraction", 0.1, "Share of classes to select and split (paper: 10%).")
+  flags.DEFINE_integer("top_k_classes", None,
+                       "Number of classes to select and split, instead of --top_fraction.")
 
 
 def define_overwrite_flag() -> None:

@@ -15,7 +15,8 @@ from absl import flags
 
 from bin import flag_sets
 
-from yt8m_sdnn import pipeline, training
+from yt8m_sdnn import training
+from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import reader, synthetic
 
 FLAGS = flags.FLAGS

@@ -12,18 +12,12 @@ Example (the paper's setting on YT8M):
 from absl import flags
 
 from bin import flag_sets
-from yt8m_sdnn.neglection import measure, scores
+from yt8m_sdnn.neglection import scores
+from yt8m_sdnn.experiments import measure
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
 flags.DEFINE_string("train_dir", None, "Receives neglection.json, logs and the model.")
-flags.DEFINE_float("fraction_of_epoch", 1 / 3, "Share of an epoch to train (paper: 1/3).")
-flags.DEFINE_integer("neglection_steps", None,
-                     "Iterations to train instead of --fraction_of_epoch (the shards repeat).")
-flags.DEFINE_integer("tau", None, "Iterations per θ window (default: all iterations run).")
-flags.DEFINE_float("top_fraction", 0.1, "Share of classes to select (paper: 10%).")
-flags.DEFINE_integer("top_k_classes", None,
-                     "Number of classes to select, instead of --top_fraction.")
 flags.DEFINE_integer("num_records", None, "Training videos, if known (else counted).")
 flags.DEFINE_string("init_model", None,
                     "Start from this saved .keras model (same --model, features and classes) "
@@ -31,6 +25,7 @@ flags.DEFINE_string("init_model", None,
 flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there "
                      "with the same θ.")
+flag_sets.define_neglection_window_flags()
 flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_overwrite_flag()

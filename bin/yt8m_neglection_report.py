@@ -7,7 +7,7 @@ frequency), the frequency-controlled ρ, and with --hard_classes_json how many p
 hard classes the top --top_fraction by θ holds. --plot also draws a PNG (needs
 matplotlib). --neglection_score picks the score the tables rank by; the JSON's
 `reports` holds every tracked score (and with --oracles the oracles). See
-`yt8m_sdnn.neglection.evidence` for what each number means.
+`yt8m_sdnn.experiments.neglection_report` for what each number means.
 
 Example (synthetic shards from yt8m-synth; about 3 minutes on 2 CPU cores):
   yt8m-neglection-report --train_data=/tmp/synth/train --eval_data=/tmp/synth/validate \
@@ -21,7 +21,9 @@ from absl import flags, logging
 
 from bin import flag_sets
 from yt8m_sdnn import artifacts, models, training
-from yt8m_sdnn.neglection import evidence, plot, scores
+from yt8m_sdnn.neglection import scores
+from yt8m_sdnn.experiments import evidence, neglection_report
+from yt8m_sdnn.experiments import plot
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -59,7 +61,7 @@ def main(argv):
   train_reader = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed,
                                         cached=True)
   eval_reader = flag_sets.reader_config(FLAGS.eval_data)
-  hard_classes = (evidence.read_hard_classes(FLAGS.hard_classes_json, FLAGS.num_classes)
+  hard_classes = (neglection_report.read_hard_classes(FLAGS.hard_classes_json, FLAGS.num_classes)
                   if FLAGS.hard_classes_json else None)
   payload = evidence.measure_neglection_evidence(
       train_config, train_reader, eval_reader, FLAGS.tau, hard_classes=hard_classes,
@@ -70,7 +72,7 @@ def main(argv):
   if FLAGS.plot:
     plot.plot_neglection_evidence(payload, FLAGS.plot)
     logging.info("wrote %s", FLAGS.plot)
-  print(evidence.format_summary(payload))
+  print(neglection_report.format_summary(payload))
 
 
 def run():

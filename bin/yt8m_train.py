@@ -17,7 +17,8 @@ from absl import flags, logging
 from bin import flag_sets
 from yt8m_sdnn import artifacts, distribute, evaluation, training
 from yt8m_sdnn.data import class_counts
-from yt8m_sdnn.subclass import plan, trainer
+from yt8m_sdnn.subclass import plan
+from yt8m_sdnn import subclass_training as trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -54,19 +55,18 @@ def main(argv):
                                          cached=True)
   val_reader = flag_sets.val_reader_config()
   flag_sets.report_skipped(reader_config)
-  arguments = {}
+  build = None
   if FLAGS.subclass_plan:
     subclass_plan = plan.load_plan(FLAGS.subclass_plan, expected_num_classes=FLAGS.num_classes,
                                    expected_feature_size=reader_config.feature_size)
     counts = (class_counts.count_class_positives(reader_config)[0]
               if train_config.loss.needs_class_counts else None)
-    training.set_seed(train_config, reader_config)  # the subclass model's weights
-    arguments = trainer.subclass_training_arguments(
+    build = trainer.subclass_builder(
         subclass_plan, FLAGS.model, reader_config.feature_size, FLAGS.batch_size,
         train_config.l2_coefficient, loss_config=train_config.loss, class_counts=counts,
         model_options=train_config.model_options)
-  result = training.train(train_config, reader_config, val_reader=val_reader,
-                          top_k=FLAGS.top_k, **arguments)
+  result = training.train(train_config, reader_config, build, val_reader=val_reader,
+                          top_k=FLAGS.top_k)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,
                result.examples_per_second)
   if val_reader is not None:

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from yt8m_sdnn import loss_registry, losses, models
-from yt8m_sdnn import reweighted_losses as rl
+from yt8m_sdnn import losses, models
+from yt8m_sdnn.losses import registry as loss_registry
+from yt8m_sdnn.losses import reweighted as rl
 from yt8m_sdnn.neglection import statistics
 from yt8m_sdnn.neglection.tracking import NeglectionTrackingModel
 from yt8m_sdnn.subclass.merge import SubclassMerge

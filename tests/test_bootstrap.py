@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yt8m_sdnn import bootstrap, metrics
+from yt8m_sdnn import metrics
+from yt8m_sdnn.experiments import bootstrap
 
 
 def _top_k(scores: np.ndarray, labels: np.ndarray, k: int) -> dict:

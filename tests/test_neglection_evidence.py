@@ -14,7 +14,8 @@ from sklearn.metrics import average_precision_score
 
 from yt8m_sdnn import artifacts, training
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.neglection import evidence, plot
+from yt8m_sdnn.experiments import class_ap, evidence, neglection_report, rank_statistics
+from yt8m_sdnn.experiments import plot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +32,7 @@ def test_per_class_average_precision_by_hand():
   # Class 0: hits at ranks 1 and 3: (1/1 + 2/3) / 2 = 0.8333.
   # Class 1: sorted 0.9 (hit), 0.8 (hit): (1/1 + 2/2) / 2 = 1.
   # Class 2: no positive: NaN.  Class 3: its one positive ranks last: 1/4.
-  np.testing.assert_allclose(evidence.per_class_average_precision(scores, labels),
+  np.testing.assert_allclose(class_ap.per_class_average_precision(scores, labels),
                              [5 / 6, 1.0, np.nan, 0.25])
 
 
@@ -41,7 +42,7 @@ def test_per_class_average_precision_matches_scikit_learn():
   scores = rng.random((200, 600))
   labels = rng.random((200, 600)) < 0.05
   labels[:, 7] = False
-  average_precision = evidence.per_class_average_precision(scores, labels)
+  average_precision = class_ap.per_class_average_precision(scores, labels)
   with_positive = np.flatnonzero(labels.any(axis=0))
   expected = [average_precision_score(labels[:, c], scores[:, c]) for c in with_positive]
   np.testing.assert_allclose(average_precision[with_positive], expected, atol=1e-12)
@@ -50,62 +51,67 @@ def test_per_class_average_precision_matches_scikit_learn():
 
 def test_per_class_average_precision_checks_shapes():
   with pytest.raises(ValueError, match="2-D scores and labels of one shape"):
-    evidence.per_class_average_precision(np.zeros((3, 2)), np.zeros((3, 4)))
+    class_ap.per_class_average_precision(np.zeros((3, 2)), np.zeros((3, 4)))
 
 
 def test_average_ranks_share_ties():
   # Sorted: 1 (rank 1), 2, 2 (ranks 2 and 3 -> 2.5 each), 5 (rank 4).
-  np.testing.assert_array_equal(evidence.average_ranks([2, 1, 5, 2]), [2.5, 1, 4, 2.5])
+  np.testing.assert_array_equal(rank_statistics.average_ranks([2, 1, 5, 2]), [2.5, 1, 4, 2.5])
 
 
 def test_spearman_by_hand():
-  assert evidence.spearman_rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-  assert evidence.spearman_rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+  assert rank_statistics.spearman_rank_correlation([1, 2, 3, 4],
+                                                   [10, 20, 30, 40]) == pytest.approx(1.0)
+  assert rank_statistics.spearman_rank_correlation([1, 2, 3, 4],
+                                                   [4, 3, 2, 1]) == pytest.approx(-1.0)
   # Ranks (1,2,3) vs (1,3,2): d² = 0+1+1 = 2, ρ = 1 - 6·2 / (3·8) = 0.5.
-  assert evidence.spearman_rank_correlation([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+  assert rank_statistics.spearman_rank_correlation([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
 
 
 def test_spearman_with_ties_by_hand():
   # Ranks (1, 2.5, 2.5, 4) and (1, 2, 3, 4); centred: (-1.5, 0, 0, 1.5), (-1.5, -.5, .5, 1.5).
   # Σab = 2.25 + 2.25 = 4.5, Σa² = 4.5, Σb² = 5: ρ = 4.5 / √22.5 = 0.94868.
-  assert evidence.spearman_rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+  assert rank_statistics.spearman_rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
       0.94868, abs=1e-5)
 
 
 def test_spearman_ignores_missing_pairs():
-  assert evidence.spearman_rank_correlation([1, np.nan, 2, 3, 4], [1, 5, 2, 3, 4]) == pytest.approx(1.0)
-  assert evidence.spearman_rank_correlation([1, None, 2, 3], [3, 0, 2, 1]) == pytest.approx(-1.0)
-  assert np.isnan(evidence.spearman_rank_correlation([1, 2], [2, 1]))  # < 3 pairs
-  assert np.isnan(evidence.spearman_rank_correlation([1, 1, 1], [1, 2, 3]))  # constant
+  assert rank_statistics.spearman_rank_correlation([1, np.nan, 2, 3, 4],
+                                                   [1, 5, 2, 3, 4]) == pytest.approx(1.0)
+  assert rank_statistics.spearman_rank_correlation([1, None, 2, 3],
+                                                   [3, 0, 2, 1]) == pytest.approx(-1.0)
+  assert np.isnan(rank_statistics.spearman_rank_correlation([1, 2], [2, 1]))  # < 3 pairs
+  assert np.isnan(rank_statistics.spearman_rank_correlation([1, 1, 1], [1, 2, 3]))  # constant
   with pytest.raises(ValueError, match="one length"):
-    evidence.spearman_rank_correlation([1, 2, 3], [1, 2])
+    rank_statistics.spearman_rank_correlation([1, 2, 3], [1, 2])
 
 
 def test_partial_correlation_by_hand():
   # (0.113 - 0.779 * 0.223) / sqrt((1 - 0.779²)(1 - 0.223²)) = -0.0607 / 0.6112 ≈ -0.0994
-  assert evidence.partial_correlation(0.113, 0.779, 0.223) == pytest.approx(-0.0994, abs=1e-3)
+  assert rank_statistics.partial_correlation(0.113, 0.779, 0.223) == pytest.approx(-0.0994,
+                                                                                   abs=1e-3)
 
 
 def test_rank_correlation_within_strata_by_hand():
   # Sorted by the third argument: classes {0, 1, 2} then {3, 4, 5}; θ rises with AP in
   # the first group (ρ = 1) and falls in the second (ρ = -1).
-  values = evidence.rank_correlation_within_strata(
+  values = rank_statistics.rank_correlation_within_strata(
       [1, 2, 3, 3, 2, 1], [1, 2, 3, 1, 2, 3], [1, 2, 3, 4, 5, 6], num_strata=2)
   np.testing.assert_allclose(values, [1.0, -1.0])
 
 
 def test_hypergeometric_tail_by_hand():
   # One draw from 10 classes, 2 of them hard: P(X ≥ 1) = 2/10.
-  assert evidence.hypergeometric_tail(1, 10, 2, 1) == pytest.approx(0.2)
+  assert rank_statistics.hypergeometric_tail(1, 10, 2, 1) == pytest.approx(0.2)
   # Two draws, both hard: C(2,2) / C(10,2) = 1/45.
-  assert evidence.hypergeometric_tail(2, 10, 2, 2) == pytest.approx(1 / 45)
-  assert evidence.hypergeometric_tail(0, 10, 2, 2) == pytest.approx(1.0)
+  assert rank_statistics.hypergeometric_tail(2, 10, 2, 2) == pytest.approx(1 / 45)
+  assert rank_statistics.hypergeometric_tail(0, 10, 2, 2) == pytest.approx(1.0)
 
 
 def test_cumulative_theta_weights_windows_by_positive_minibatches():
   history = [{"theta": [2.0, None], "positive_minibatches": [2, 0]},
              {"theta": [5.0, 3.0], "positive_minibatches": [1, 4]}]
-  first, second = evidence.cumulative_theta(history)
+  first, second = neglection_report.cumulative_theta(history)
   np.testing.assert_allclose(first, [2.0, np.nan])
   # Class 0: (2·2 + 5·1) / 3 = 3; class 1: only the second window: 3.
   np.testing.assert_allclose(second, [3.0, 3.0])
@@ -126,8 +132,8 @@ HISTORY = [
 
 
 def test_report_by_hand():
-  report = evidence.neglection_report(HISTORY, AP, COUNTS, hard_classes=[6, 0],
-                                      top_fraction=0.34)
+  report = neglection_report.neglection_report(HISTORY, AP, COUNTS, hard_classes=[6, 0],
+                                               top_fraction=0.34)
   assert report["num_selected"] == 3  # floor(0.34 · 9)
   # AP ranks (1 = lowest) are 7 8 9 4 5 6 1 2 3, frequency ranks 9 8 ... 1:
   # d = 2 0 -2 2 0 -2 2 0 -2, Σd² = 24, ρ = 1 - 6·24 / (9·80) = 0.8.
@@ -167,7 +173,8 @@ def test_report_by_hand():
 
 def test_report_leaves_out_classes_without_theta_or_ap():
   history = [{"end_iteration": 5, "theta": [3.0, 2.0, 1.0, None, 7.0]}]
-  report = evidence.neglection_report(history, [0.1, 0.5, 0.9, 0.3, None], [5, 4, 3, 2, 1])
+  report = neglection_report.neglection_report(history, [0.1, 0.5, 0.9, 0.3, None],
+                                               [5, 4, 3, 2, 1])
   window = report["windows"][0]
   assert window["num_classes_compared"] == 3 and window["rho_theta_ap"] == pytest.approx(-1.0)
   assert "hard_selected" not in window
@@ -176,24 +183,24 @@ def test_report_leaves_out_classes_without_theta_or_ap():
 
 def test_report_checks_its_inputs():
   with pytest.raises(ValueError, match="same classes"):
-    evidence.neglection_report(HISTORY, AP[:8], COUNTS)
+    neglection_report.neglection_report(HISTORY, AP[:8], COUNTS)
   with pytest.raises(ValueError, match=r"hard classes \[9\] are outside \[0, 9\)"):
-    evidence.neglection_report(HISTORY, AP, COUNTS, hard_classes=[9])
+    neglection_report.neglection_report(HISTORY, AP, COUNTS, hard_classes=[9])
 
 
 def test_report_table_has_a_row_per_window():
-  report = evidence.neglection_report(HISTORY, AP, COUNTS, hard_classes=[6, 0],
-                                      top_fraction=0.34)
-  lines = evidence.format_report_table(report).splitlines()
+  report = neglection_report.neglection_report(HISTORY, AP, COUNTS, hard_classes=[6, 0],
+                                               top_fraction=0.34)
+  lines = neglection_report.format_report_table(report).splitlines()
   assert len(lines) == 2 + len(HISTORY)
   assert {line.count("|") for line in lines} == {8}  # 7 columns, no stray pipes
   assert lines[3].startswith("| 20 | −1.000 | −0.800 |") and "1 (0.7; 0.58)" in lines[3]
   with pytest.raises(ValueError, match="Expected one of"):
-    evidence.format_report_table(report, "epochs")
+    neglection_report.format_report_table(report, "epochs")
 
 
-def test_json_ready_turns_nan_into_null():
-  payload = evidence.json_ready({"a": np.array([1.0, np.nan]), "b": np.int64(3),
+def test_json_value_turns_nan_into_null():
+  payload = artifacts.json_value({"a": np.array([1.0, np.nan]), "b": np.int64(3),
                                  "c": [float("nan"), (np.float32(0.5),)]})
   assert payload == {"a": [1.0, None], "b": 3, "c": [None, [0.5]]}
   json.dumps(payload, allow_nan=False)
@@ -202,11 +209,11 @@ def test_json_ready_turns_nan_into_null():
 def test_read_hard_classes(tmp_path):
   path = tmp_path / "hard_classes.json"
   path.write_text(json.dumps({"hard_classes": [1, 4], "num_classes": 6}))
-  assert evidence.read_hard_classes(str(path), num_classes=6) == [1, 4]
+  assert neglection_report.read_hard_classes(str(path), num_classes=6) == [1, 4]
   with pytest.raises(artifacts.ArtifactError, match=r"class ids in \[0, 4\)"):
-    evidence.read_hard_classes(str(path), num_classes=4)
+    neglection_report.read_hard_classes(str(path), num_classes=4)
   with pytest.raises(artifacts.ArtifactError, match="file not found"):
-    evidence.read_hard_classes(str(tmp_path / "missing.json"), num_classes=6)
+    neglection_report.read_hard_classes(str(tmp_path / "missing.json"), num_classes=6)
 
 
 def test_refuses_to_resume_a_killed_run(tmp_path):

@@ -11,10 +11,12 @@ import keras
 import numpy as np
 import pytest
 
-from yt8m_sdnn import models, pipeline, training
+from yt8m_sdnn import artifacts, models, training
+from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import reader, synthetic
-from yt8m_sdnn.neglection import (attach_neglection_monitor, measure, oracle, scores,
-                                  statistics)
+from yt8m_sdnn.neglection import attach_neglection_monitor, scores, statistics
+from yt8m_sdnn.experiments import measure
+from yt8m_sdnn.experiments import oracle
 
 
 def _null(features, labels, **kwargs):
@@ -211,7 +213,8 @@ def test_frequency_residual_removes_a_frequency_trend():
 
 def test_reports_of_every_tracked_score_from_json_history():
   """A report's JSON history holds the sums, so any tracked score is recomputed from it."""
-  from yt8m_sdnn.neglection import evidence  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from yt8m_sdnn.experiments import neglection_report
   rng = np.random.default_rng(2)
   x = rng.normal(size=(384, 8)).astype(np.float32)
   y = (rng.random((384, 6)) < np.array([0.02, 0.05, 0.1, 0.2, 0.4, 0.6])).astype(np.float32)
@@ -220,18 +223,20 @@ def test_reports_of_every_tracked_score_from_json_history():
   wrapper.compile(optimizer="sgd", loss="binary_crossentropy")
   wrapper.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
   history = monitor.history
-  as_json = json.loads(json.dumps(evidence.json_ready([
+  as_json = json.loads(json.dumps(artifacts.json_value([
       {key: window[key] for key in ("end_iteration", "num_iterations", "theta",
                                     *scores.SUM_KEYS)} for window in history])))
   class_ap, counts = rng.random(6), y.sum(axis=0)
   for score in scores.TRACKED_SCORES:
-    live = evidence.neglection_report(history, class_ap, counts, score=score, top_fraction=0.5)
-    again = evidence.neglection_report(as_json, class_ap, counts, score=score, top_fraction=0.5)
-    # json_ready: NaN (e.g. ρ of a tercile of 2 classes) as None, comparable.
-    assert evidence.json_ready(live) == evidence.json_ready(again) and live["score"] == score
+    live = neglection_report.neglection_report(history, class_ap, counts, score=score,
+                                               top_fraction=0.5)
+    again = neglection_report.neglection_report(as_json, class_ap, counts, score=score,
+                                                top_fraction=0.5)
+    # json_value: NaN (e.g. ρ of a tercile of 2 classes) as None, comparable.
+    assert artifacts.json_value(live) == artifacts.json_value(again) and live["score"] == score
     # The cumulative score over all windows equals one window over the whole run.
     totals = {key: sum(np.asarray(w[key], float) for w in history) for key in scores.SUM_KEYS}
-    np.testing.assert_allclose(evidence.cumulative_scores(history, score)[-1],
+    np.testing.assert_allclose(neglection_report.cumulative_scores(history, score)[-1],
                                scores.tracked_scores(score, totals))
   with pytest.raises(ValueError, match="needs each window's sums"):
-    evidence.window_scores([{"theta": [1.0]}], "null_normalized")
+    neglection_report.window_scores([{"theta": [1.0]}], "null_normalized")

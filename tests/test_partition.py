@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from conftest import random_videos, write_video_shards
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.subclass import partition, split_search
+from yt8m_sdnn.subclass import partition, passes, split_search
 
 NAMES = ("toy",)
 
@@ -104,10 +104,10 @@ def test_classes_with_fewer_than_two_observations():
 def run_passes(parts, selected, mean, bound, num_bins, max_collected):
   """The partition protocol over parts (workers): each pass on every part, then merge."""
   merge = functools.partial(functools.reduce, lambda a, b: a.merge(b))
-  split = merge([partition.split_statistics(p, mean, selected, bound, num_bins) for p in parts])
+  split = merge([passes.split_statistics(p, mean, selected, bound, num_bins) for p in parts])
   search = split_search.SplitSearch.start(split, max_collected)
   while not search.done:
-    search = search.advance(merge([partition.refine_statistics(p, mean, selected, search)
+    search = search.advance(merge([passes.refine_statistics(p, mean, selected, search)
                                    for p in parts]))
   return split, search
 
@@ -118,8 +118,8 @@ def test_two_halves_merge_into_one_pass(num_bins, max_collected):
   whole = dataset_of(features, labels, 10)
   halves = [dataset_of(features[:90], labels[:90], 10), dataset_of(features[90:], labels[90:], 10)]
   selected = [2, 4, 1]
-  whole_mean = partition.mean_statistics(whole)
-  merged_mean = partition.mean_statistics(halves[0]).merge(partition.mean_statistics(halves[1]))
+  whole_mean = passes.mean_statistics(whole)
+  merged_mean = passes.mean_statistics(halves[0]).merge(passes.mean_statistics(halves[1]))
   assert merged_mean.count == whole_mean.count == 200
   assert merged_mean.max_norm == whole_mean.max_norm
   np.testing.assert_allclose(merged_mean.total, whole_mean.total, rtol=1e-12)
@@ -138,11 +138,11 @@ def test_statistics_size_does_not_depend_on_the_number_of_examples():
   for num_examples in (1000, 10000):
     features, labels = normalized_data(num_examples, seed=4)
     dataset = dataset_of(features, labels, 500)
-    mean_stats = partition.mean_statistics(dataset)
-    split = partition.split_statistics(dataset, mean_stats.mean, selected,
+    mean_stats = passes.mean_statistics(dataset)
+    split = passes.split_statistics(dataset, mean_stats.mean, selected,
                                        mean_stats.distance_bound(), num_bins)
     search = split_search.SplitSearch.start(split, max_collected)
-    refine = partition.refine_statistics(dataset, mean_stats.mean, selected, search)
+    refine = passes.refine_statistics(dataset, mean_stats.mean, selected, search)
     sizes.append((mean_stats.nbytes, split.nbytes, search.nbytes))
     # Collected distances are capped per class.
     assert refine.nbytes <= len(selected) * (num_bins * 8 + 16 + max_collected * 16)

@@ -11,7 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from yt8m_sdnn import artifacts, loss_registry, pipeline, training
+from yt8m_sdnn import artifacts, training
+from yt8m_sdnn.losses import registry as loss_registry
+from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import reader, synthetic
 
 
@@ -109,7 +111,7 @@ def test_a_seed_fixes_every_sdnn_stage(pipeline_config, tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   for name in ("first", "second"):
     subprocess.run(
-        [sys.executable, "-m", "bin.yt8m_sdnn", f"--train_data={data}/train",
+        [sys.executable, "-m", "bin.yt8m_pipeline", f"--train_data={data}/train",
          f"--eval_data={data}/validate", f"--work_dir={tmp_path / name}", "--num_classes=12",
          "--batch_size=64", "--num_epochs=1", "--stages=sdnn", "--fraction_of_epoch=1",
          "--top_k_classes=3", "--seed=5", "--deterministic"],
@@ -159,6 +161,7 @@ def test_every_row_runs_early_stopped_on_moe(pipeline_config, tmp_path):
   saved = training.load_trained_model(os.path.join(config.work_dir, "sdnn"))
   assert saved.get_layer("predictions").__class__.__name__ == "MixtureOfExperts"
   assert "best epoch" in pipeline.format_table(comparison)
+  assert "GAP@5" in pipeline.format_table(comparison, top_k=5)
   assert "SMoE" in pipeline.format_table(comparison)
 
 

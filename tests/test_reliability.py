@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, binary_env, random_videos, write_video_shards
-from yt8m_sdnn import artifacts, backup, locking, pipeline, training
+from yt8m_sdnn import artifacts, backup, callbacks, locking, models, training
+from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import reader
 from yt8m_sdnn.neglection import selection
 from yt8m_sdnn.subclass import plan as plan_lib
@@ -152,8 +153,10 @@ def test_a_non_finite_loss_stops_training_and_saves_nothing(shards, tmp_path):
   def nan_loss(y_true, y_pred):
     return keras.ops.sum(y_pred) * math.nan
 
-  with pytest.raises(training.NonFiniteLossError, match="at epoch 1, step 1 of it"):
-    training.train(_config(tmp_path / "run"), _reader(shards), loss=nan_loss)
+  with pytest.raises(callbacks.NonFiniteLossError, match="at epoch 1, step 1 of it"):
+    training.train(_config(tmp_path / "run"), _reader(shards), lambda: training.Trainable(
+        models.build_model("logistic", _reader(shards).feature_size, NUM_CLASSES),
+        loss=nan_loss))
   assert not (tmp_path / "run" / "model.keras").exists()
   assert not (tmp_path / "run" / "backup").exists()  # no backup of NaN weights either
 
@@ -340,3 +343,14 @@ def test_partition_binary_refuses_an_output_in_use(shards, tmp_path):
   assert result.returncode == 1
   assert f"{tmp_path}: in use by another yt8m-partition run" in result.stderr
   assert not (tmp_path / "plan.npz").exists()
+
+
+def test_write_json_writes_undefined_numbers_as_null(tmp_path):
+  """One place turns NaN/inf and numpy values into JSON every reader accepts."""
+  path = str(tmp_path / "payload.json")
+  artifacts.write_json(path, {"ap": [0.5, math.nan, np.float32(0.25)], "rho": np.float64("nan"),
+                              "bound": math.inf, "counts": np.arange(3), "n": np.int64(4)})
+  text = (tmp_path / "payload.json").read_text()
+  assert "NaN" not in text and "Infinity" not in text
+  assert json.loads(text) == {"ap": [0.5, None, 0.25], "rho": None, "bound": None,
+                              "counts": [0, 1, 2], "n": 4}

@@ -5,8 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from yt8m_sdnn import artifacts, pipeline, seed_summary
-from yt8m_sdnn.neglection import measure
+from yt8m_sdnn import artifacts
+from yt8m_sdnn.experiments import pipeline
+from yt8m_sdnn.experiments import seed_summary
+from yt8m_sdnn.experiments import measure
 
 
 def _record(gap, class_ap, steps=10):

@@ -59,5 +59,7 @@ def test_kmeans_assignment_equals_tf(data):
 
 def test_bad_selection_is_refused(data):
   features, labels = data
-  with pytest.raises(ValueError, match="distinct class ids"):
+  with pytest.raises(ValueError, match="selected classes repeat"):
     arrays.partition_arrays(features, labels, [1, 1])
+  with pytest.raises(ValueError, match=r"outside \[0, "):
+    arrays.partition_arrays(features, labels, [labels.shape[1]])

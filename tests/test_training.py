@@ -179,7 +179,7 @@ def test_stage_by_stage_binaries_train_the_subclass_model(synthetic_dir, tmp_pat
     ({"fraction_of_epoch": 0.1, "tau": 50}, "tau=50 is larger than the 1 iterations run"),
 ])
 def test_neglection_stage_rejects_bad_arguments(synthetic_dir, tmp_path, kwargs, message):
-  from yt8m_sdnn.neglection import measure
+  from yt8m_sdnn.experiments import measure
   config = reader.ReaderConfig(f"{synthetic_dir}/train", num_classes=12, batch_size=64)
   with pytest.raises(ValueError, match=message):
     measure.measure_neglection(training.TrainConfig(train_dir=str(tmp_path)), config, **kwargs)

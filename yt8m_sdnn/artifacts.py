@@ -12,6 +12,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -149,9 +150,30 @@ def write_text(path: str, text: str) -> None:
       stream.write(text)
 
 
+def json_value(value: Any) -> Any:
+  """`value` as plain JSON: numpy scalars and arrays as Python, NaN and ±inf as null.
+
+  JSON has no NaN or infinity (Python's `json` writes `NaN`, which other readers
+  refuse); an undefined number (the AP of a class without positives, a correlation
+  of constant values) is null in every file the package writes.
+  """
+  if isinstance(value, Mapping):
+    return {key: json_value(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_value(item) for item in value]
+  if isinstance(value, np.ndarray):
+    return json_value(value.tolist())
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
 def write_json(path: str, payload: Mapping[str, Any]) -> None:
-  """Writes `payload` as indented JSON to `path` atomically."""
-  write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+  """Writes `payload` as indented JSON to `path` atomically (`json_value`: NaN → null)."""
+  write_text(path, json.dumps(json_value(payload), indent=2, sort_keys=False,
+                              allow_nan=False) + "\n")
 
 
 def read_json(path: str, regenerate_hint: str = "") -> dict[str, Any]:

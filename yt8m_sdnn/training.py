@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 import warnings
 import zipfile
 from typing import Any, Callable, Mapping, Sequence
@@ -37,8 +36,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import (artifacts, backup, distribute, early_stopping, evaluation, locking,
-                       loss_registry, models)
+from yt8m_sdnn import artifacts, backup, distribute, early_stopping, evaluation, locking, models
+from yt8m_sdnn import callbacks as callbacks_lib
+from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import class_counts, reader
 
 # The crash backup lives in `backup`; these names stay importable from here.
@@ -241,108 +241,6 @@ def save_model(model: keras.Model, path: str) -> None:
     model.save(temporary)
 
 
-class _EpochLearningRate(keras.callbacks.Callback):
-  """Sets lr = initial × decay^epoch at the start of every epoch (the paper's schedule)."""
-
-  def __init__(self, initial: float, decay: float):
-    super().__init__()
-    self._initial = initial
-    self._decay = decay
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self.model.optimizer.learning_rate.assign(self._initial * self._decay ** epoch)
-
-
-class _Clock(keras.callbacks.Callback):
-  """Counts optimizer steps and the seconds spent inside `fit`, across resumed runs."""
-
-  def __init__(self):
-    super().__init__()
-    self.steps = 0
-    self.seconds = 0.0
-    self._start = 0.0
-
-  def on_train_begin(self, logs=None):
-    self._start = time.perf_counter()
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.steps += 1
-
-  def on_train_end(self, logs=None):
-    self.seconds += time.perf_counter() - self._start
-    self._start = 0.0
-
-  def elapsed(self) -> float:
-    """Seconds in `fit` so far, the running call included."""
-    return self.seconds + (time.perf_counter() - self._start if self._start else 0.0)
-
-
-class NonFiniteLossError(ValueError):
-  """The training loss became NaN or infinite; nothing was saved."""
-
-
-class _StopOnNonFiniteLoss(keras.callbacks.Callback):
-  """Stops training on the first non-finite loss, before any backup or model is written.
-
-  Like Keras' `TerminateOnNaN`, but an error naming the step rather than a quiet stop
-  that would go on to save NaN weights. It runs before the backup callback, so the last
-  backup on disk holds the last finite weights.
-  """
-
-  def __init__(self, clock: "_Clock"):
-    super().__init__()
-    self._clock = clock
-    self._epoch = 0
-    self._step = 0
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._epoch, self._step = epoch, 0
-
-  def on_train_batch_end(self, batch, logs=None):
-    self._step += 1
-    loss = (logs or {}).get("loss")
-    if loss is not None and not math.isfinite(float(loss)):
-      raise NonFiniteLossError(
-          f"the training loss is {float(loss)} at epoch {self._epoch + 1}, step {self._step} "
-          f"of it ({self._clock.steps + 1} steps in all); training stopped and no model was "
-          "saved. Lower --learning_rate, or check the data, the loss settings and the "
-          "subclass plan.")
-
-
-class _EpochCheckpoint(keras.callbacks.Callback):
-  """Saves `epoch-NNN.weights.h5` atomically after each epoch; keeps the newest `keep`.
-
-  Keras' `ModelCheckpoint` writes the file in place, so a crash or a full disk
-  mid-write leaves a truncated checkpoint that still loads; this one writes a
-  temporary file and renames it (`artifacts.atomic_write_path`).
-  """
-
-  def __init__(self, directory: str, keep: int):
-    super().__init__()
-    self.directory, self.keep = directory, keep
-
-  def on_epoch_end(self, epoch, logs=None):
-    path = os.path.join(self.directory, f"epoch-{epoch + 1:03d}.weights.h5")
-    with artifacts.atomic_write_path(path, suffix=".weights.h5") as temporary:
-      self.model.save_weights(temporary)
-    if self.keep <= 0 or not tf.io.gfile.isdir(self.directory):
-      return
-    names = sorted(name for name in tf.io.gfile.listdir(self.directory)
-                   if name.startswith("epoch-") and name.endswith(".weights.h5"))
-    for name in names[:-self.keep]:
-      tf.io.gfile.remove(os.path.join(self.directory, name))
-
-
-def default_callbacks(train_config: TrainConfig) -> list[keras.callbacks.Callback]:
-  """TensorBoard, per-epoch checkpoints and the learning-rate schedule."""
-  return [
-      keras.callbacks.TensorBoard(os.path.join(train_config.train_dir, "logs")),
-      _EpochCheckpoint(os.path.join(train_config.train_dir, "checkpoints"),
-                       train_config.keep_checkpoints),
-      _EpochLearningRate(train_config.learning_rate, train_config.learning_rate_decay),
-  ]
-
-
 @dataclasses.dataclass
 class TrainResult:
   """A trained model and how training went.
@@ -387,10 +285,9 @@ def _counting(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset
 def set_seed(train_config: TrainConfig, reader_config: reader.ReaderConfig) -> None:
   """Seeds Python, numpy and TensorFlow with `train_config.seed` (nothing when None).
 
-  `train` calls it first; call it yourself before building a model you hand to
-  `train` (a subclass model, a θ wrapper), or the model's initial weights do not
-  follow the seed. With a deterministic reader, ops are made deterministic too
-  (process-wide), so two runs give identical weights.
+  `train` calls it before it calls its `build`, so the initial weights follow the
+  seed. With a deterministic reader, ops are made deterministic too (process-wide),
+  so two runs give identical weights.
   """
   if train_config.seed is None:
     return
@@ -399,14 +296,33 @@ def set_seed(train_config: TrainConfig, reader_config: reader.ReaderConfig) -> N
     tf.config.experimental.enable_op_determinism()
 
 
+@dataclasses.dataclass
+class Trainable:
+  """What `train` fits, made by a builder that `train` calls once the run is seeded.
+
+  Attributes:
+    model: the model trained (a subclass model's logits model, a θ wrapper).
+    loss: its loss; None: `TrainConfig.loss` (eq. 3 unless configured otherwise).
+    num_outputs: output units, when they differ from the class count.
+    model_to_save: the model written to `model.keras` when it is not the one trained
+      (a subclass model saves its class-probability twin); None: `model` (a
+      wrapper's inner `.model` when it has one).
+    dataset_transform: applied to each epoch's dataset (the subclass transform).
+    callbacks: callbacks that belong to this model (a θ monitor), after the defaults.
+  """
+  model: keras.Model
+  loss: keras.losses.Loss | Callable | None = None
+  num_outputs: int | None = None
+  model_to_save: keras.Model | None = None
+  dataset_transform: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None
+  callbacks: Sequence[keras.callbacks.Callback] = ()
+
+
 def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
-          model: keras.Model | None = None, loss: keras.losses.Loss | None = None,
-          dataset_transform: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
+          build: Callable[[], Trainable] | None = None,
           extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          num_outputs: int | None = None,
-          model_to_save: keras.Model | None = None,
           val_reader: reader.ReaderConfig | None = None, top_k: int = 20) -> TrainResult:
-  """Trains `model` (by default the registered `train_config.model`) and saves it.
+  """Builds the model after seeding the run, trains it and saves it.
 
   Training runs one `fit` call per epoch on a dataset whose shuffle seed is the
   reader's seed plus the epoch, so a run killed at any point and started again with
@@ -421,14 +337,10 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
   Args:
     train_config: optimizer, schedule, model name and output directory.
     reader_config: how the training shards are read (also saved for evaluation).
-    model: a prebuilt model (e.g. a subclass model or a neglection wrapper); its
-      `model.keras` is what gets saved (a wrapper's inner `.model` when it has one).
-    loss: the loss; default `train_config.loss` (eq. 3 unless configured otherwise).
-    dataset_transform: applied to each epoch's dataset (e.g. the subclass transform).
+    build: returns the `Trainable` (model, loss, transform, ...); called after
+      `set_seed`, so its initial weights follow `train_config.seed`. None: the
+      registered `train_config.model` with `train_config.loss`.
     extra_callbacks: appended to the default callbacks.
-    num_outputs: output units, when they differ from the class count.
-    model_to_save: the model written to `model.keras` when it is not the one
-      trained (a subclass model saves its class-probability twin).
     val_reader: validation shards, used only to choose the epoch (early stopping).
     top_k: k of the validation GAP@k.
 
@@ -440,7 +352,7 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     locking.DirectoryInUseError: another process is training into `train_dir`.
     backup.BackupMismatchError: `train_dir` holds the backup of a run with other
       settings (and `train_config.overwrite` is off).
-    NonFiniteLossError: the loss became NaN or infinite (nothing saved).
+    callbacks.NonFiniteLossError: the loss became NaN or infinite (nothing saved).
   """
   chief = distribute.is_chief()
   if not chief:
@@ -448,19 +360,23 @@ def train(train_config: TrainConfig, reader_config: reader.ReaderConfig,
     train_config = dataclasses.replace(
         train_config, train_dir=distribute.writable_dir(train_config.train_dir))
   with locking.exclusive(train_config.train_dir, "training run"):
-    return _train(train_config, reader_config, model, loss, dataset_transform,
-                  extra_callbacks, num_outputs, model_to_save, val_reader, top_k, chief)
+    return _train(train_config, reader_config, build, extra_callbacks, val_reader, top_k,
+                  chief)
 
 
-def _train(train_config, reader_config, model, loss, dataset_transform, extra_callbacks,
-           num_outputs, model_to_save, val_reader, top_k, chief) -> TrainResult:
+def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_k,
+           chief) -> TrainResult:
   """`train`, once `train_dir` is locked."""
-  set_seed(train_config, reader_config)
-  num_outputs = num_outputs or reader_config.num_classes
-  if model is None:
-    model = models.build_model(train_config.model, reader_config.feature_size, num_outputs,
-                               weight_decay=train_config.l2_coefficient,
-                               **train_config.model_options)
+  set_seed(train_config, reader_config)  # before any weight is drawn
+  if build is None:
+    trainable = Trainable(models.build_model(
+        train_config.model, reader_config.feature_size, reader_config.num_classes,
+        weight_decay=train_config.l2_coefficient, **train_config.model_options))
+  else:
+    trainable = build()
+  model, loss, dataset_transform = trainable.model, trainable.loss, trainable.dataset_transform
+  num_outputs = trainable.num_outputs or reader_config.num_classes
+  extra_callbacks = list(trainable.callbacks) + list(extra_callbacks)
   if loss is None:
     counts = (class_counts.count_class_positives(reader_config)[0]
               if train_config.loss.needs_class_counts else None)
@@ -469,7 +385,7 @@ def _train(train_config, reader_config, model, loss, dataset_transform, extra_ca
   model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate,
                                          train_config.weight_decay),
                 loss=loss, jit_compile=train_config.jit_compile)
-  saved = model_to_save or getattr(model, "model", model)
+  saved = trainable.model_to_save or getattr(model, "model", model)
   backup_dir = os.path.join(train_config.train_dir, "backup")
   start_epoch, start_step = 0, 0
   settings = backup.fingerprint(train_config, reader_config, model, loss)
@@ -492,7 +408,7 @@ def _train(train_config, reader_config, model, loss, dataset_transform, extra_ca
       backup.restore_seed_states(model, state["seed_states"], backup_dir)
     start_epoch, start_step = state["epoch"], state["step"]
     logging.info("resuming from %s: epoch %d, step %d", backup_dir, start_epoch, start_step)
-  clock = _Clock()
+  clock = callbacks_lib.Clock()
   examples = tf.Variable(0, dtype=tf.int64, trainable=False)
   if state is not None:
     clock.steps = int(state.get("total_steps", 0))
@@ -518,8 +434,10 @@ def _train(train_config, reader_config, model, loss, dataset_transform, extra_ca
   # NaN check before anything that writes, the backup last: every callback's state (the
   # θ monitor closing a window, the patience counter) must be current for the step it
   # saves.
-  callbacks = [_StopOnNonFiniteLoss(clock)] + ([stopping] if stopping else []) + \
-      default_callbacks(train_config) + [clock] + list(extra_callbacks) + [step_backup]
+  callbacks = [callbacks_lib.StopOnNonFiniteLoss(clock)] + ([stopping] if stopping else []) + \
+      callbacks_lib.default_callbacks(
+          train_config.train_dir, train_config.learning_rate, train_config.learning_rate_decay,
+          train_config.keep_checkpoints) + [clock] + list(extra_callbacks) + [step_backup]
   history: dict = {}
   try:
     for epoch in range(start_epoch, train_config.num_epochs):

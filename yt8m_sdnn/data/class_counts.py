@@ -1,6 +1,6 @@
 """Positives per class in one streaming pass over the shards.
 
-Class frequencies drive the class-balanced loss (`reweighted_losses`) and the θ
+Class frequencies drive the class-balanced loss (`losses.reweighted`) and the θ
 evidence (frequency controls); the pass holds one (num_classes,) sum, never the data.
 """
 

@@ -21,6 +21,7 @@ zero vector stays zero rather than turning into NaN.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, NamedTuple
 
 import tensorflow as tf
@@ -293,3 +294,37 @@ def decode(config, serialized: tf.Tensor, where: tuple[tf.Tensor, tf.Tensor] | N
   """
   decoder = _frame_level if config.frame_level else _video_level
   return decoder(config, serialized, where)
+
+
+def make_batch_parser(config):
+  """The located parser: (serialized, file names, indices) in, reader batches out.
+
+  Checks every record and names the file, record and video id of a bad one; used off
+  the hot path (`scan`, `--skip_corrupt`). The hot path decodes without positions
+  (see `decoding`).
+  """
+
+  @tf.autograph.experimental.do_not_convert
+  def parse_batch(serialized, files, indices):
+    decoded = decode(config, serialized, where=(files, indices))
+    return reader_batch(config, decoded.features, decoded.label_values,
+                         decoded.label_rows, decoded.ids)
+
+  return parse_batch
+
+
+def reader_batch(config, features, label_values, label_rows, ids):
+  """(features, multi-hot labels[, ids]) with static widths, what `build_dataset` yields."""
+  labels = multi_hot(label_values, label_rows, tf.shape(features)[0],
+                              config.num_classes)
+  features = tf.ensure_shape(features, [None, config.feature_size])
+  labels = tf.ensure_shape(labels, [None, config.num_classes])
+  return (features, labels, ids) if config.include_ids else (features, labels)
+
+
+def marked_message(error: Exception, located: bool = True) -> str | None:
+  """The decoder's message inside a TF error (located: names file, record, id), or None."""
+  marker = ERROR_MARKER if located else UNLOCATED_MARKER
+  match = re.search(marker + " (.*?) " + ERROR_END, str(error), flags=re.DOTALL)
+  # tf.debugging.Assert prints strings quoted and escaped; undo that.
+  return re.sub(r"\\+(['\"])", r"\1", match.group(1)) if match else None

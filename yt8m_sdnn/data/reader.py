@@ -25,123 +25,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import tensorflow as tf
 
-from yt8m_sdnn.data import decoding, feature_cache, formats
+from yt8m_sdnn.data import decoding, feature_cache, scan
+from yt8m_sdnn.data.config import READ_ERRORS, DataError, ReaderConfig
 from yt8m_sdnn.data.files import resolve_files
 
-
-class DataError(ValueError):
-  """A shard or record cannot be used; the message names the file and record."""
-
-
-# What iterating a dataset raises on bad data. TF quotes the bytes of an unparseable
-# record in its message and fails to decode them when they are not UTF-8.
-READ_ERRORS = (tf.errors.OpError, UnicodeDecodeError)
-
-
-@dataclasses.dataclass(frozen=True)
-class ReaderConfig:
-  """How to read YT8M shards.
-
-  Attributes:
-    data_pattern: a directory, a glob, or a comma-separated list of globs.
-    num_classes: width of the multi-hot label vector (3862 for 2018, 4716 for 2017).
-    feature_names: video-level names (`mean_rgb`, `mean_audio`) or, with
-      `frame_level`, frame-level names (`rgb`, `audio`); concatenated in this order.
-    feature_sizes: width of each feature, same order as `feature_names`.
-    frame_level: read `SequenceExample` shards and mean-pool the frames.
-    id_key: the video id key: `id` (2018) or `video_id` (2017).
-    batch_size: videos per batch.
-    training: shuffle files and records (and repeat `num_epochs` times).
-    num_epochs: passes over the data; None repeats forever.
-    shuffle_buffer: records held by the shuffle buffer when training.
-    seed: seed of the file and record shuffles.
-    deterministic: keep element order reproducible (slower interleave and map).
-    require_labels: refuse records without labels (training and evaluation); set
-      False to predict on test shards, whose records have no `labels` key.
-    include_ids: also yield the video ids (for prediction output).
-    drop_remainder: drop the last partial batch (static batch shape).
-    cycle_length: shards read concurrently.
-    skip_corrupt: drop unusable records (logging each) instead of stopping; this
-      parses record by record, so it is slower. `scan.scan_shards` counts them.
-    cache: None, a directory, or `"memory"`: decode the shards once (at the first
-      `build_dataset`) and read the decoded records afterwards (`feature_cache`).
-  """
-  data_pattern: str
-  num_classes: int = 3862
-  feature_names: tuple[str, ...] = formats.VISUAL_AUDIO
-  feature_sizes: tuple[int, ...] = (1024, 128)
-  frame_level: bool = False
-  id_key: str = "id"
-  batch_size: int = 512
-  training: bool = False
-  num_epochs: int | None = 1
-  shuffle_buffer: int = 4096
-  seed: int | None = None
-  deterministic: bool = False
-  require_labels: bool = True
-  include_ids: bool = False
-  drop_remainder: bool = False
-  cycle_length: int = 8
-  skip_corrupt: bool = False
-  cache: str | None = None
-
-  def __post_init__(self):
-    if len(self.feature_names) != len(self.feature_sizes):
-      raise ValueError(
-          f"feature_names {list(self.feature_names)} and feature_sizes "
-          f"{list(self.feature_sizes)} must have the same length")
-    if not self.feature_names:
-      raise ValueError("feature_names must name at least one feature")
-    if any(size <= 0 for size in self.feature_sizes):
-      raise ValueError(f"feature_sizes must be positive. Received: {list(self.feature_sizes)}")
-    if self.num_classes <= 0:
-      raise ValueError(f"num_classes must be positive. Received: {self.num_classes}")
-    if self.batch_size <= 0:
-      raise ValueError(f"batch_size must be positive. Received: {self.batch_size}")
-    if self.cache is not None and not self.cache.strip():
-      raise ValueError("cache must be a directory or 'memory'. Received: cache=''")
-    known = formats.FRAME_LEVEL_FEATURES if self.frame_level else formats.VIDEO_LEVEL_FEATURES
-    unknown = [name for name in self.feature_names if name not in known]
-    if unknown:
-      kind = "frame-level" if self.frame_level else "video-level"
-      raise ValueError(
-          f"Expected {kind} feature names among {sorted(known)}. Received: "
-          f"feature_names={list(self.feature_names)}")
-
-  @property
-  def feature_size(self) -> int:
-    """Width of the concatenated feature vector the model sees."""
-    return sum(self.feature_sizes)
-
-
-def make_batch_parser(config: ReaderConfig):
-  """The located parser: (serialized, file names, indices) in, reader batches out.
-
-  Checks every record and names the file, record and video id of a bad one; used off
-  the hot path (`scan`, `--skip_corrupt`). The hot path decodes without positions
-  (see `decoding`).
-  """
-
-  @tf.autograph.experimental.do_not_convert
-  def parse_batch(serialized, files, indices):
-    decoded = decoding.decode(config, serialized, where=(files, indices))
-    return _reader_batch(config, decoded.features, decoded.label_values,
-                         decoded.label_rows, decoded.ids)
-
-  return parse_batch
-
-
-def _reader_batch(config: ReaderConfig, features, label_values, label_rows, ids):
-  """(features, multi-hot labels[, ids]) with static widths, what `build_dataset` yields."""
-  labels = decoding.multi_hot(label_values, label_rows, tf.shape(features)[0],
-                              config.num_classes)
-  features = tf.ensure_shape(features, [None, config.feature_size])
-  labels = tf.ensure_shape(labels, [None, config.num_classes])
-  return (features, labels, ids) if config.include_ids else (features, labels)
+__all__ = ["DataError", "READ_ERRORS", "ReaderConfig", "build_dataset", "explain_error",
+           "open_cache"]
 
 
 def _fast_parser(config: ReaderConfig):
@@ -150,7 +42,7 @@ def _fast_parser(config: ReaderConfig):
   # No tensor-dependent Python control flow below: skipping AutoGraph halves tracing.
   @tf.autograph.experimental.do_not_convert
   def parse(serialized):
-    return _reader_batch(config, *decoding.decode(config, serialized))
+    return decoding.reader_batch(config, *decoding.decode(config, serialized))
 
   return parse
 
@@ -164,7 +56,7 @@ def _cached_batch_parser(config: ReaderConfig):
   @tf.autograph.experimental.do_not_convert
   def parse(features, padded_labels, ids=None):
     present = tf.where(padded_labels >= 0)
-    return _reader_batch(config, features, tf.gather_nd(padded_labels, present),
+    return decoding.reader_batch(config, features, tf.gather_nd(padded_labels, present),
                          present[:, 0], ids)
 
   return parse
@@ -312,7 +204,7 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
     dataset = dataset.repeat(config.num_epochs)
   if parse is None:
     # --skip_corrupt: parse one record at a time so a bad one drops alone, then batch.
-    parser = make_batch_parser(config)
+    parser = decoding.make_batch_parser(config)
     dataset = dataset.batch(1).map(
         parser, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
     dataset = dataset.ignore_errors(log_warning=True).unbatch()
@@ -322,11 +214,6 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=config.deterministic)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
-def _unescape(text: str) -> str:
-  # tf.debugging.Assert prints strings quoted and escaped; undo that.
-  return re.sub(r"\\+(['\"])", r"\1", text)
 
 
 def explain_error(error: Exception, config: ReaderConfig | None = None) -> Exception:
@@ -342,23 +229,20 @@ def explain_error(error: Exception, config: ReaderConfig | None = None) -> Excep
     A `DataError` to raise, or `error` itself when it has nothing to do with the data.
   """
   text = str(error)
-  match = re.search(decoding.ERROR_MARKER + " (.*?) " + decoding.ERROR_END, text,
-                    flags=re.DOTALL)
-  if match:
-    return DataError(_unescape(match.group(1)))
-  unlocated = re.search(decoding.UNLOCATED_MARKER + " (.*?) " + decoding.ERROR_END, text,
-                        flags=re.DOTALL)
-  if config is not None and (unlocated or isinstance(error, (
+  located = decoding.marked_message(error)
+  if located is not None:
+    return DataError(located)
+  unlocated = decoding.marked_message(error, located=False)
+  if config is not None and (unlocated is not None or isinstance(error, (
       tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError))):
-    from yt8m_sdnn.data import scan  # pylint: disable=import-outside-toplevel
     located = scan.find_first_bad_record(config)
     if located is not None:
       return DataError(located)
-  if unlocated:
+  if unlocated is not None:
     where = config.data_pattern if config is not None else "the shards"
     hint = ("rereading the shards found no bad record: did they change?" if config
             else "pass the ReaderConfig to explain_error to locate it")
-    return DataError(f"a record of {where}: {_unescape(unlocated.group(1))} ({hint})")
+    return DataError(f"a record of {where}: {unlocated} ({hint})")
   if (config is not None and config.cache not in (None, feature_cache.MEMORY) and
       isinstance(error, tf.errors.DataLossError)):
     return DataError(f"{config.cache}: the feature cache cannot be read "

@@ -15,7 +15,8 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn.data import reader
+from yt8m_sdnn.data import decoding
+from yt8m_sdnn.data.config import READ_ERRORS, ReaderConfig
 from yt8m_sdnn.data.files import resolve_files
 
 _SCAN_BATCH = 256
@@ -35,7 +36,7 @@ class ScanReport:
   problems: list[str] = dataclasses.field(default_factory=list)
 
 
-def _single_file_config(config: reader.ReaderConfig, path: str, batch_size: int):
+def _single_file_config(config: ReaderConfig, path: str, batch_size: int):
   return dataclasses.replace(
       config, data_pattern=path, training=False, num_epochs=1,
       deterministic=True, batch_size=batch_size, drop_remainder=False, cycle_length=1)
@@ -53,7 +54,7 @@ def _count_readable(path: str, start: int) -> int:
   try:
     for _ in tf.data.TFRecordDataset(path).skip(start):
       count += 1
-  except reader.READ_ERRORS:
+  except READ_ERRORS:
     pass
   return count
 
@@ -66,16 +67,16 @@ def _check_records(config, parser, path: str, start: int, records, report: ScanR
   try:
     _check_batch(parser, records, path, start)
     return
-  except reader.READ_ERRORS:
+  except READ_ERRORS:
     pass
   # Rare path: find the bad records of this batch one by one.
   for offset in range(int(records.shape[0])):
     try:
       _check_batch(parser, records[offset:offset + 1], path, start + offset)
-    except reader.READ_ERRORS as error:
-      explained = reader.explain_error(error)
+    except READ_ERRORS as error:
+      marked = decoding.marked_message(error)
       kind = "tf.train.SequenceExample" if config.frame_level else "tf.train.Example"
-      message = (str(explained) if isinstance(explained, reader.DataError) else
+      message = (marked if marked is not None else
                  f"{path}: record {start + offset}: not a valid {kind} (corrupt bytes, or a "
                  "record of the other YT8M format: frame-level shards need --frame_level)")
       report.num_bad += 1
@@ -84,9 +85,9 @@ def _check_records(config, parser, path: str, start: int, records, report: ScanR
         return
 
 
-def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
+def _scan_file(config: ReaderConfig, path: str, report: ScanReport,
                stop_at_first: bool) -> None:
-  parser = reader.make_batch_parser(_single_file_config(config, path, _SCAN_BATCH))
+  parser = decoding.make_batch_parser(_single_file_config(config, path, _SCAN_BATCH))
   iterator = iter(tf.data.TFRecordDataset(path).batch(_SCAN_BATCH))
   start = 0
   while True:
@@ -94,7 +95,7 @@ def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
       records = next(iterator)
     except StopIteration:
       return
-    except reader.READ_ERRORS as error:
+    except READ_ERRORS as error:
       # Rare path: read the rest of the file record by record to find where it breaks.
       readable = _count_readable(path, start)
       if readable:
@@ -112,7 +113,7 @@ def _scan_file(config: reader.ReaderConfig, path: str, report: ScanReport,
       return
 
 
-def scan_shards(config: reader.ReaderConfig, stop_at_first: bool = False) -> ScanReport:
+def scan_shards(config: ReaderConfig, stop_at_first: bool = False) -> ScanReport:
   """Reads every shard of `config.data_pattern` and reports the unusable records."""
   report = ScanReport()
   for path in resolve_files(config.data_pattern):
@@ -124,13 +125,13 @@ def scan_shards(config: reader.ReaderConfig, stop_at_first: bool = False) -> Sca
   return report
 
 
-def find_first_bad_record(config: reader.ReaderConfig) -> str | None:
+def find_first_bad_record(config: ReaderConfig) -> str | None:
   """Returns a message naming the first unusable record, or None if all are fine."""
   report = scan_shards(config, stop_at_first=True)
   return report.problems[0] if report.problems else None
 
 
-def locate_video_ids(config: reader.ReaderConfig, video_ids, limit: int = 20) -> list[str]:
+def locate_video_ids(config: ReaderConfig, video_ids, limit: int = 20) -> list[str]:
   """"path: record N (id 'X')" for every record whose id is among `video_ids`.
 
   Reads only the id of each record, shard by shard (an error path: duplicated ids).

@@ -15,7 +15,6 @@ the training split's mean and standard deviation, as the paper does, batch by ba
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 

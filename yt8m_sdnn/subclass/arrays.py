@@ -26,6 +26,7 @@ import numpy as np
 
 from yt8m_sdnn.subclass import plan as plan_lib
 from yt8m_sdnn.subclass import split_search
+from yt8m_sdnn.subclass.statistics import check_selected
 
 
 def distances_to_mean(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -106,11 +107,7 @@ def partition_arrays(features: np.ndarray, labels: np.ndarray, selected: Sequenc
       not features.shape[0]:
     raise ValueError(f"expected non-empty features (n, f) and labels (n, num_classes); got "
                      f"{features.shape} and {labels.shape}")
-  selected = np.asarray(selected, np.int64)
-  if selected.ndim != 1 or np.unique(selected).size != selected.size or (
-      selected.size and (selected.min() < 0 or selected.max() >= labels.shape[1])):
-    raise ValueError(f"selected must be distinct class ids in [0, {labels.shape[1]}); "
-                     f"got {selected.tolist()[:10]}")
+  selected = check_selected(selected, labels.shape[1])
   mean = features.mean(axis=0, dtype=np.float64)
   distances = distances_to_mean(features, mean)
   k, f = selected.size, features.shape[1]

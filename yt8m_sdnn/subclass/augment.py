@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from yt8m_sdnn.subclass import arrays
 from yt8m_sdnn.subclass import plan as plan_lib
-from yt8m_sdnn.subclass.partition import distances_to_mean
+from yt8m_sdnn.subclass.passes import distances_to_mean
 
 
 def _first_index(mask: tf.Tensor) -> tf.Tensor:

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_sdnn.data import formats
-from yt8m_sdnn.subclass import arrays, augment, partition
+from yt8m_sdnn.subclass import arrays, augment, passes, statistics
 from yt8m_sdnn.subclass import plan as plan_lib
 
 METHODS = plan_lib.METHODS
@@ -125,12 +125,12 @@ def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequ
     raise ValueError(f"expected features (n, f) and labels (n, num_classes); got "
                      f"{features.shape} and {labels.shape}")
   num_classes = labels.shape[1]
-  selected = partition.check_selected(selected, num_classes)
+  selected = statistics.check_selected(selected, num_classes)
   if features.shape[0] == 0:
     raise ValueError("no observation: the mean m is undefined")
   mean = features.mean(axis=0, dtype=np.float64)  # accumulates in float64, copies nothing
-  with tf.device(partition.PASS_DEVICE):
-    distances = partition.distances_to_mean(tf.constant(features), tf.constant(mean)).numpy()
+  with tf.device(passes.PASS_DEVICE):
+    distances = passes.distances_to_mean(tf.constant(features), tf.constant(mean)).numpy()
   k, f = selected.size, features.shape[1]
   anchors = np.zeros((k, num_subclasses, f), np.float32)
   if method == plan_lib.ALGORITHM1:
@@ -152,7 +152,7 @@ def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequ
       selected=selected, mean=mean, anchors=anchors,
       subclass_counts=np.zeros((k, num_subclasses), np.int64), method=method,
       extrapolation=extrapolation, **method_arrays)
-  with tf.device(partition.PASS_DEVICE):
+  with tf.device(passes.PASS_DEVICE):
     subclasses = augment.assign_subclasses(tf.constant(features), tf.constant(labels),
                                            draft).numpy()
   if method == plan_lib.KMEANS:

@@ -2,8 +2,8 @@
 
 Algorithm 1 puts the ⌊n_i/2⌋ farthest observations of class i in subclass 1; streamed,
 that needs the ⌊n_i/2⌋-th and (⌊n_i/2⌋+1)-th largest distances, found by narrowing a
-window per class pass after pass (`partition.py` runs the passes; this holds what
-is known between them). Distances are compared through their float64 bit patterns
+window per class pass after pass (`passes.py` runs the passes, whose `statistics.py` results it reads; this
+holds what is known between them). Distances are compared through their float64 bit patterns
 ("keys"): for non-negative doubles the int64 view has the same order, so a window
 can be halved down to single values in a bounded number of passes.
 """
@@ -11,18 +11,15 @@ can be halved down to single values in a bounded number of passes.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # the statistics live with the passes that produce them
-  from yt8m_sdnn.subclass.partition import RefineStatistics, SplitStatistics
+from yt8m_sdnn.subclass.statistics import KEY_MAX, RefineStatistics, SplitStatistics
 
 # Distances collected per class in the refining pass; more than that and the window
 # is refined instead. Memory: 16 bytes per collected distance.
 DEFAULT_MAX_COLLECTED = 16384
 
-KEY_MAX = np.iinfo(np.int64).max
 # Coarse bin edges are recomputed on the host; widening them by this relative margin
 # keeps every member inside its window despite rounding (the coarse bin test is exact).
 EDGE_MARGIN = 1e-9

@@ -42,12 +42,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import (artifacts, distribute, evaluation, locking, loss_registry, models,
-                       training)
+from yt8m_sdnn import artifacts, distribute, evaluation, locking, models, training
+from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import class_counts, reader
-from yt8m_sdnn.neglection import measure, oracle, selection
+from yt8m_sdnn.neglection import selection
+from yt8m_sdnn.experiments import measure
+from yt8m_sdnn.experiments import oracle
 from yt8m_sdnn.neglection import scores as scores_lib
-from yt8m_sdnn.subclass import partition, trainer
+from yt8m_sdnn.subclass import partition
+from yt8m_sdnn import subclass_training as trainer
 from yt8m_sdnn.subclass import plan as plan_lib
 
 COMPARISON_FILE = "comparison.json"
@@ -177,7 +180,8 @@ def _load_done(config: PipelineConfig, stage: str, artifact: str = STAGE_RESULT_
 
 def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
                         train_config: training.TrainConfig | None = None,
-                        reader_config: reader.ReaderConfig | None = None, **train_kwargs) -> dict:
+                        reader_config: reader.ReaderConfig | None = None,
+                        build=None) -> dict:
   """Trains one model row, evaluates it, and records metrics, time and throughput."""
   done = _load_done(config, stage)
   if done is not None:
@@ -191,7 +195,7 @@ def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
   result = None if config.overwrite else training.load_train_result(train_config.train_dir)
   if result is None:
     result = training.train(train_config, reader_config or config.train_reader,
-                            val_reader=config.val_reader, top_k=config.top_k, **train_kwargs)
+                            build, val_reader=config.val_reader, top_k=config.top_k)
   else:
     logging.info("stage %s: trained already (%s); evaluating it", stage, train_config.train_dir)
   single_worker = distribute.num_workers() == 1
@@ -262,13 +266,12 @@ def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPla
   loss_config = _stage_train_config(config, stage).loss
   counts = (class_counts.count_class_positives(config.train_reader)[0]
             if loss_config.needs_class_counts else None)
-  training.set_seed(config.train, config.train_reader)  # the subclass model's weights
-  arguments = trainer.subclass_training_arguments(
+  build = trainer.subclass_builder(
       plan, config.model, config.train_reader.feature_size,
       config.train_reader.batch_size, config.train.l2_coefficient, split=split,
       augment_copies=augment, loss_config=loss_config, class_counts=counts,
       model_options=config.train.model_options)
-  return _train_and_evaluate(config, stage, config.model, **arguments)
+  return _train_and_evaluate(config, stage, config.model, build=build)
 
 
 def _baseline_equal_steps(config: PipelineConfig, stage: str, sdnn_steps: int) -> dict:
@@ -327,8 +330,8 @@ def _run(config: PipelineConfig) -> dict:
   return comparison
 
 
-def format_table(comparison: dict) -> str:
-  """The comparison as a text table in the layout of the paper's Table 2."""
+def format_table(comparison: dict, top_k: int = 20) -> str:
+  """The comparison as a text table in the layout of the paper's Table 2 (GAP@`top_k`)."""
   stages = [stage for stage in comparison if split_stage(stage)[0] in ROW_STAGES]
   family = {"cnn": "CNN", "logistic": "LR", "moe": "MoE"}
   model = next((comparison[stage]["model"] for stage in stages
@@ -336,7 +339,7 @@ def format_table(comparison: dict) -> str:
   name = family.get(model, model)
   labels = {"logistic": "LR", "baseline": name, "baseline_equal_steps": f"{name} =steps",
             "sdnn": f"S{name}", "split_only": "split only", "augment_only": "augment only"}
-  names = {"hit_at_one": "Hit@1", "perr": "PERR", "map": "mAP", "gap": "GAP@20"}
+  names = {"hit_at_one": "Hit@1", "perr": "PERR", "map": "mAP", "gap": f"GAP@{top_k}"}
 
   def label(stage: str) -> str:
     row, loss = split_stage(stage)

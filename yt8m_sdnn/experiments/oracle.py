@@ -18,9 +18,9 @@ from absl import logging
 
 from yt8m_sdnn import artifacts
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.neglection import evidence
+from yt8m_sdnn.experiments import class_ap, evidence
 from yt8m_sdnn.neglection import scores as scores_lib
-from yt8m_sdnn.neglection.measure import NEGLECTION_FILE
+from yt8m_sdnn.experiments.measure import NEGLECTION_FILE
 from yt8m_sdnn.neglection.selection import select_neglected_classes
 
 
@@ -52,13 +52,13 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
   scores_lib.check_score(score, scores_lib.ORACLE_SCORES)
   artifacts.ensure_writable_dir(train_dir)
   val_scores, val_labels = evidence.score_videos(model, val_reader)
-  val_ap = evidence.per_class_average_precision(val_scores, val_labels)
+  val_ap = class_ap.per_class_average_precision(val_scores, val_labels)
   val_positives = val_labels.sum(axis=0)
   del val_scores, val_labels
   train_ap = None
   if score == "ap_gap":
     train_scores, train_labels = evidence.score_videos(model, train_reader)
-    train_ap = evidence.per_class_average_precision(train_scores, train_labels)
+    train_ap = class_ap.per_class_average_precision(train_scores, train_labels)
     del train_scores, train_labels
   values = scores_lib.oracle_from_ap(score, val_ap, val_positives, train_ap,
                                      min_positives=min_positives)
@@ -70,7 +70,7 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
                     "selects %d of them: the selection is close to 'every scored class', "
                     "which are the frequent ones. Use more validation shards or a lower "
                     "min_positives.", score, num_scored, min_positives, len(selected))
-  payload = evidence.json_ready({
+  payload = artifacts.json_value({
       "score": score, "score_values": values, "selected": selected,
       "top_fraction": None if top_k else top_fraction, "top_k": top_k,
       "val_class_ap": val_ap, "train_class_ap": train_ap,

@@ -26,8 +26,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt8m_sdnn import reweighted_losses
-from yt8m_sdnn.reweighted_losses import Tensor
+from yt8m_sdnn.losses import reweighted, terms
+from yt8m_sdnn.losses.terms import Tensor
 from yt8m_sdnn.subclass.layout import check_unit_to_class
 
 
@@ -144,7 +144,7 @@ def _summed_from_logits(logits: Tensor, y_true: Tensor, weights: Tensor | None) 
   def summed(logits):
     # Not ops.softplus: on TensorFlow that is tf.nn.softplus, which computes both
     # branches of its threshold (slower on CPUs).
-    softplus = reweighted_losses.stable_softplus(logits)
+    softplus = terms.stable_softplus(logits)
     if weights is not None:
       softplus = softplus * weights
     value = ops.sum(softplus - y_true * logits, axis=-1)
@@ -172,7 +172,7 @@ def _check_sibling_negative_weight(weight: float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Reweighting:
-  """Focusing and class weights that the subclass loss can borrow (`reweighted_losses`).
+  """Focusing and class weights that the subclass loss can borrow (`losses.reweighted`).
 
   Attributes:
     gamma_positive: focusing of the positive terms, (1 - q)^γ+ (focal, ASL).
@@ -180,7 +180,7 @@ class Reweighting:
     clip: m, ASL's probability shift of the negative terms.
     class_weights: one weight α_c per class (class-balanced): all of a video's terms
       carry the mean α_c of its positive classes
-      (`reweighted_losses.class_balanced_sample_weights`).
+      (`reweighted.class_balanced_sample_weights`).
   """
   gamma_positive: float = 0.0
   gamma_negative: float = 0.0
@@ -197,8 +197,8 @@ def _reweighted_from_logits(logits: Tensor, y_true: Tensor, weights: Tensor | No
   """Σ_units [y·P(h) + n·N(h)]: eq. (11) with the focused terms P, N."""
   negative_weight = 1.0 - y_true if weights is None else weights - y_true
   elementwise = (
-      y_true * reweighted_losses.positive_terms(logits, reweighting.gamma_positive)
-      + negative_weight * reweighted_losses.negative_terms(logits, reweighting.gamma_negative,
+      y_true * terms.positive_terms(logits, reweighting.gamma_positive)
+      + negative_weight * terms.negative_terms(logits, reweighting.gamma_negative,
                                                            reweighting.clip))
   return ops.sum(elementwise, axis=-1)
 
@@ -219,7 +219,7 @@ def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bo
   # those back: w = 0 is eq. (11), w = 1 plain per-unit cross-entropy.
   weights = _softplus_weights(y_true, groups, sibling_negative_weight)
   if reweighting is not None and reweighting.focuses:
-    return _reweighted_from_logits(reweighted_losses.logits_of(y_pred, from_logits), y_true,
+    return _reweighted_from_logits(terms.logits_of(y_pred, from_logits), y_true,
                                    weights, reweighting)
   # Eq. (11) sums over all units (i, j); the loss' reduction averages over the batch.
   if logits is not None:
@@ -279,12 +279,12 @@ class SubclassCrossEntropy(keras.losses.Loss):
     sibling_negative_weight: weight of the negative term of a positive class's other
       subclasses; 0 gives eq. (11), 1 plain per-unit cross-entropy.
     gamma_positive, gamma_negative, clip: focal / ASL focusing of the positive and
-      negative terms of eq. (11) (`reweighted_losses`); 0 leaves eq. (11).
+      negative terms of eq. (11) (`losses.reweighted`); 0 leaves eq. (11).
     class_weights: α, one weight per class (class-balanced,
-      `reweighted_losses.class_balanced_weights`): a video's loss, all its units'
+      `reweighted.class_balanced_weights`): a video's loss, all its units'
       terms, is multiplied by the mean α_c over its positive classes (class labels
       y_i, the max over a class's units; 1 for a video with none), as
-      `reweighted_losses.ClassBalancedCrossEntropy` does with one unit per class.
+      `reweighted.ClassBalancedCrossEntropy` does with one unit per class.
       None leaves eq. (11).
     name, reduction, dtype: as `keras.losses.Loss`.
 
@@ -337,7 +337,7 @@ class SubclassCrossEntropy(keras.losses.Loss):
     class_labels = ops.transpose(ops.segment_max(
         ops.transpose(ops.cast(y_true, "float32")), self._groups.unit_to_class,
         num_segments=self._class_weights.size))
-    return per_video * reweighted_losses.class_balanced_sample_weights(
+    return per_video * reweighted.class_balanced_sample_weights(
         class_labels, self._class_weights)
 
   def get_config(self):

@@ -81,20 +81,26 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
     raise ValueError(
         f"tau={tau} is larger than the {steps} iterations run ({run_length}); lower "
         "--tau or raise --fraction_of_epoch or --neglection_steps")
-  training.set_seed(train_config, reader_config)  # before the weights are drawn
-  model = models.build_model(train_config.model, reader_config.feature_size,
-                             reader_config.num_classes, weight_decay=train_config.l2_coefficient,
-                             **train_config.model_options)
-  if init_model is not None:
-    _load_weights(model, init_model)
-  wrapper, monitor = attach_neglection_monitor(
-      model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k, score=score,
-      log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
+  built = {}
+
+  def build() -> training.Trainable:  # called by `train` once the run is seeded
+    model = models.build_model(train_config.model, reader_config.feature_size,
+                               reader_config.num_classes,
+                               weight_decay=train_config.l2_coefficient,
+                               **train_config.model_options)
+    if init_model is not None:
+      _load_weights(model, init_model)
+    wrapper, built["monitor"] = attach_neglection_monitor(
+        model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k, score=score,
+        log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
+    return training.Trainable(wrapper, callbacks=[built["monitor"]])
+
   # Repeat the shards when more than one epoch's worth of steps is asked for.
   reader_config = dataclasses.replace(
       reader_config, training=True, num_epochs=None if steps > steps_per_epoch else 1)
   run_config = dataclasses.replace(train_config, num_epochs=1, steps_per_epoch=steps)
-  training.train(run_config, reader_config, model=wrapper, extra_callbacks=[monitor])
+  training.train(run_config, reader_config, build)
+  monitor = built["monitor"]
   payload = monitor.to_dict()
   payload.update(iterations_run=steps, fraction_of_epoch=fraction_of_epoch,
                  num_records=num_records, batch_size=reader_config.batch_size,

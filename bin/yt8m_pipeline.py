@@ -24,7 +24,7 @@ Example:
 from absl import flags
 
 from bin import flag_sets
-from yt8m_sdnn import pipeline
+from yt8m_sdnn.experiments import pipeline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -36,18 +36,13 @@ flags.DEFINE_list("stages", list(pipeline.DEFAULT_STAGES),
                   f"Model rows, among {list(pipeline.ROW_STAGES)}; ROW:LOSS gives a row its "
                   "own loss (e.g. baseline_equal_steps:asymmetric, sdnn:focal).")
 flags.DEFINE_bool("overwrite", False, "Rerun stages whose outputs exist.")
-flags.DEFINE_float("fraction_of_epoch", 1 / 3, "Share of an epoch over which θ is measured.")
-flags.DEFINE_integer("neglection_steps", None,
-                     "Iterations over which θ is measured, instead of --fraction_of_epoch.")
 flags.DEFINE_bool("neglection_from_baseline", False,
                   "Measure the tracked --neglection_score over --neglection_steps continuing "
                   "from the trained baseline row (θ measured late, after convergence with "
                   "--val_data) instead of from scratch.")
-flags.DEFINE_integer("tau", None, "Iterations per θ window (default: all of them).")
-flags.DEFINE_float("top_fraction", 0.1, "Share of classes to split (paper: 10%).")
-flags.DEFINE_integer("top_k_classes", None, "Number of classes to split, instead.")
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k (validation and evaluation).")
+flag_sets.define_neglection_window_flags()
 flag_sets.define_neglection_score_flag()
 flag_sets.define_training_flags()
 flag_sets.define_data_flags()
@@ -76,7 +71,7 @@ def main(argv):
       extrapolation=FLAGS.extrapolation, neglection_score=FLAGS.neglection_score,
       neglection_from_baseline=FLAGS.neglection_from_baseline)
   comparison = pipeline.run(config)
-  print(pipeline.format_table(comparison))
+  print(pipeline.format_table(comparison, FLAGS.top_k))
 
 
 def run():

@@ -1,4 +1,4 @@
-"""What `training.train` needs to train on a subclass plan: model, loss and data transform.
+"""The builder `training.train` calls to train on a subclass plan: model, loss, transform.
 
 Shared by `yt8m-train --subclass_plan` and the pipeline's SCNN rows, so both train
 the subclass network the same way: logits model + subclass cross-entropy (eq. 11) on
@@ -7,22 +7,25 @@ the transformed stream, saving the class-probability model.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import tensorflow as tf
 
-from yt8m_sdnn import loss_registry, models
+from yt8m_sdnn import models, training
+from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.subclass import augment
 from yt8m_sdnn.subclass.plan import SubclassPlan
 
 
-def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_size: int,
+def subclass_builder(plan: SubclassPlan, model_name: str, feature_size: int,
                                 batch_size: int, weight_decay: float = 5e-4,
                                 split: bool = True, augment_copies: bool = True,
                                 loss_config: loss_registry.LossConfig = loss_registry.LossConfig(),
-                                class_counts=None, model_options=None) -> dict:
-  """Keyword arguments for `training.train` that train on `plan`.
+                                class_counts=None, model_options=None) -> Callable[[], training.Trainable]:
+  """The `build` argument of `training.train` that trains on `plan`.
 
-  Builds the subclass model: call `training.set_seed` first so its initial weights
-  follow the run's seed.
+  `train` calls it after seeding the run, so the subclass model's initial weights
+  follow the seed.
 
   Args:
     plan: the subclass plan (`plan.load_plan`).
@@ -38,8 +41,9 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
     model_options: the model's own options (e.g. {"num_mixtures": 2} for "moe").
 
   Returns:
-    {"dataset_transform", and with `split` also "model", "loss", "num_outputs",
-    "model_to_save"}.
+    A function returning the `training.Trainable`: with `split` the logits model,
+    the subclass cross-entropy, Σ H_i outputs and the class-probability model to
+    save; without, the registered model on the transformed stream.
   """
   plan.check_fits(feature_size=feature_size)
   transform = augment.make_subclass_transform(plan, augment=augment_copies, split=split)
@@ -49,14 +53,18 @@ def subclass_training_arguments(plan: SubclassPlan, model_name: str, feature_siz
     # as in the paper, the augmented data set simply has more steps per epoch.
     return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).rebatch(batch_size)
 
-  arguments = {"dataset_transform": dataset_transform}
-  if split:
+  def build() -> training.Trainable:
+    if not split:
+      model = models.build_model(model_name, feature_size, plan.num_classes,
+                                 weight_decay=weight_decay, **(model_options or {}))
+      return training.Trainable(model, dataset_transform=dataset_transform)
     unit_to_class = [int(c) for c in plan.layout.unit_to_class]
     logits_model, class_model = models.build_subclass_model(
         model_name, feature_size, unit_to_class, plan.num_classes, weight_decay=weight_decay,
         **(model_options or {}))
     loss = loss_registry.make_loss(loss_config, plan.num_classes, from_logits=True,
                                    class_counts=class_counts, unit_to_class=unit_to_class)
-    arguments.update(model=logits_model, loss=loss,
-                     num_outputs=len(unit_to_class), model_to_save=class_model)
-  return arguments
+    return training.Trainable(logits_model, loss=loss, num_outputs=len(unit_to_class),
+                              model_to_save=class_model, dataset_transform=dataset_transform)
+
+  return build

@@ -15,8 +15,9 @@ import os
 
 import numpy as np
 
-from yt8m_sdnn import artifacts, pipeline
-from yt8m_sdnn.neglection import measure
+from yt8m_sdnn import artifacts
+from yt8m_sdnn.experiments import pipeline
+from yt8m_sdnn.experiments import measure
 
 SUMMARY_KEYS = pipeline.METRIC_KEYS + ("hard", "split", "train_steps", "examples_per_second")
 
@@ -79,9 +80,9 @@ def summarize(runs: list[dict], stages: list[str],
   return summary
 
 
-def markdown_table(summary: dict) -> str:
-  """The summary as a Markdown table in %, with the number of seeds per row."""
-  lines = ["| row | seeds | GAP@20 | Hit@1 | PERR | mAP | AP hard classes | AP split classes "
+def markdown_table(summary: dict, top_k: int = 20) -> str:
+  """The summary as a Markdown table in %, with the number of seeds per row (GAP@`top_k`)."""
+  lines = [f"| row | seeds | GAP@{top_k} | Hit@1 | PERR | mAP | AP hard classes | AP split classes "
            "| steps | examples/s |",
            "|---|---|---|---|---|---|---|---|---|---|"]
 

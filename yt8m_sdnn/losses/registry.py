@@ -1,6 +1,8 @@
 """The training losses by name: one place that turns `--loss=NAME` into a Keras loss.
 
-Every name works for the baseline (one unit per class) and, through the subclass
+Adding a loss is one entry of `LOSSES`: its baseline builder (one unit per class) and
+the focusing it gives the subclass cross-entropy, plus its hyperparameters in
+`LossConfig`. Every name works for the baseline (one unit per class) and, through the subclass
 cross-entropy's focusing and class-balanced video weights, for the subclass network
 (eq. 11), so "SDNN combined with focal" is `--subclass_plan=PLAN --loss=focal`.
 """
@@ -8,14 +10,45 @@ cross-entropy's focusing and class-balanced video weights, for the subclass netw
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 
-from yt8m_sdnn import losses, reweighted_losses
+from yt8m_sdnn.losses import cross_entropy, reweighted
 
-LOSS_NAMES = ("cross_entropy", "focal", "asymmetric", "class_balanced")
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  """One loss: its baseline builder and its focusing of eq. (11)'s terms."""
+  # (config, from_logits, class_weights or None) -> the one-unit-per-class loss.
+  build: Callable[["LossConfig", bool, np.ndarray | None], keras.losses.Loss]
+  # config -> keyword arguments of `SubclassCrossEntropy` (γ+, γ-, clip).
+  focusing: Callable[["LossConfig"], dict] = lambda config: {}
+  needs_class_counts: bool = False
+
+
+LOSSES = {
+    "cross_entropy": _Entry(
+        lambda config, from_logits, weights: cross_entropy.SigmoidCrossEntropy(
+            from_logits=from_logits)),
+    "focal": _Entry(
+        lambda config, from_logits, weights: reweighted.SummedBinaryFocalCrossentropy(
+            gamma=config.focal_gamma, from_logits=from_logits),
+        lambda config: dict(gamma_positive=config.focal_gamma,
+                            gamma_negative=config.focal_gamma)),
+    "asymmetric": _Entry(
+        lambda config, from_logits, weights: reweighted.AsymmetricLoss(
+            config.asl_gamma_positive, config.asl_gamma_negative, config.asl_clip,
+            from_logits=from_logits),
+        lambda config: dict(gamma_positive=config.asl_gamma_positive,
+                            gamma_negative=config.asl_gamma_negative, clip=config.asl_clip)),
+    "class_balanced": _Entry(
+        lambda config, from_logits, weights: reweighted.ClassBalancedCrossEntropy(
+            weights.tolist(), from_logits=from_logits),
+        needs_class_counts=True),
+}
+LOSS_NAMES = tuple(LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +80,7 @@ class LossConfig:
 
   @property
   def needs_class_counts(self) -> bool:
-    return self.name == "class_balanced"
+    return LOSSES[self.name].needs_class_counts
 
 
 def _check_counts(config: LossConfig, class_counts, num_classes: int) -> np.ndarray:
@@ -80,26 +113,13 @@ def make_loss(config: LossConfig, num_classes: int, from_logits: bool = False,
   Example:
     loss = make_loss(LossConfig("asymmetric"), num_classes=3862)
   """
+  entry = LOSSES[config.name]
   class_weights = None
-  if config.needs_class_counts:
-    class_weights = reweighted_losses.class_balanced_weights(
+  if entry.needs_class_counts:
+    class_weights = reweighted.class_balanced_weights(
         _check_counts(config, class_counts, num_classes), config.class_balance_beta)
   if unit_to_class is not None:
-    focusing = {
-        "focal": dict(gamma_positive=config.focal_gamma, gamma_negative=config.focal_gamma),
-        "asymmetric": dict(gamma_positive=config.asl_gamma_positive,
-                           gamma_negative=config.asl_gamma_negative, clip=config.asl_clip),
-    }.get(config.name, {})
-    return losses.SubclassCrossEntropy(
-        unit_to_class, from_logits=from_logits, **focusing,
+    return cross_entropy.SubclassCrossEntropy(
+        unit_to_class, from_logits=from_logits, **entry.focusing(config),
         class_weights=None if class_weights is None else class_weights.tolist())
-  if config.name == "focal":
-    return reweighted_losses.SummedBinaryFocalCrossentropy(gamma=config.focal_gamma,
-                                                           from_logits=from_logits)
-  if config.name == "asymmetric":
-    return reweighted_losses.AsymmetricLoss(config.asl_gamma_positive, config.asl_gamma_negative,
-                                            config.asl_clip, from_logits=from_logits)
-  if config.name == "class_balanced":
-    return reweighted_losses.ClassBalancedCrossEntropy(class_weights.tolist(),
-                                                       from_logits=from_logits)
-  return losses.SigmoidCrossEntropy(from_logits=from_logits)
+  return entry.build(config, from_logits, class_weights)

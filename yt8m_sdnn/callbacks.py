@@ -1,0 +1,116 @@
+"""The callbacks of a training run: schedule, clock, NaN guard, checkpoints.
+
+The crash backup (`backup.StepBackup`) and early stopping
+(`early_stopping.ValidationEarlyStopping`) have their own modules; `training.train`
+puts them all in order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from yt8m_sdnn import artifacts
+
+
+class Clock(keras.callbacks.Callback):
+  """Counts optimizer steps and the seconds spent inside `fit`, across resumed runs."""
+
+  def __init__(self):
+    super().__init__()
+    self.steps = 0
+    self.seconds = 0.0
+    self._start = 0.0
+
+  def on_train_begin(self, logs=None):
+    self._start = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps += 1
+
+  def on_train_end(self, logs=None):
+    self.seconds += time.perf_counter() - self._start
+    self._start = 0.0
+
+  def elapsed(self) -> float:
+    """Seconds in `fit` so far, the running call included."""
+    return self.seconds + (time.perf_counter() - self._start if self._start else 0.0)
+
+
+class NonFiniteLossError(ValueError):
+  """The training loss became NaN or infinite; nothing was saved."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+  """Stops training on the first non-finite loss, before any backup or model is written.
+
+  Like Keras' `TerminateOnNaN`, but an error naming the step rather than a quiet stop
+  that would go on to save NaN weights. It runs before the backup callback, so the last
+  backup on disk holds the last finite weights.
+  """
+
+  def __init__(self, clock: "Clock"):
+    super().__init__()
+    self._clock = clock
+    self._epoch = 0
+    self._step = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch, self._step = epoch, 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      raise NonFiniteLossError(
+          f"the training loss is {float(loss)} at epoch {self._epoch + 1}, step {self._step} "
+          f"of it ({self._clock.steps + 1} steps in all); training stopped and no model was "
+          "saved. Lower --learning_rate, or check the data, the loss settings and the "
+          "subclass plan.")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+  """Saves `epoch-NNN.weights.h5` atomically after each epoch; keeps the newest `keep`.
+
+  Keras' `ModelCheckpoint` writes the file in place, so a crash or a full disk
+  mid-write leaves a truncated checkpoint that still loads; this one writes a
+  temporary file and renames it (`artifacts.atomic_write_path`).
+  """
+
+  def __init__(self, directory: str, keep: int):
+    super().__init__()
+    self.directory, self.keep = directory, keep
+
+  def on_epoch_end(self, epoch, logs=None):
+    path = os.path.join(self.directory, f"epoch-{epoch + 1:03d}.weights.h5")
+    with artifacts.atomic_write_path(path, suffix=".weights.h5") as temporary:
+      self.model.save_weights(temporary)
+    if self.keep <= 0 or not tf.io.gfile.isdir(self.directory):
+      return
+    names = sorted(name for name in tf.io.gfile.listdir(self.directory)
+                   if name.startswith("epoch-") and name.endswith(".weights.h5"))
+    for name in names[:-self.keep]:
+      tf.io.gfile.remove(os.path.join(self.directory, name))
+
+
+def epoch_learning_rate(initial: float, decay: float) -> keras.callbacks.Callback:
+  """lr = initial × decay^epoch, set at the start of every epoch (the paper's schedule).
+
+  Keras' `LearningRateScheduler`, which also puts `learning_rate` in the epoch logs,
+  so TensorBoard (after it in the list) plots the rate.
+  """
+  return keras.callbacks.LearningRateScheduler(lambda epoch: initial * decay ** epoch)
+
+
+def default_callbacks(train_dir: str, learning_rate: float, learning_rate_decay: float,
+                      keep_checkpoints: int) -> list[keras.callbacks.Callback]:
+  """The learning-rate schedule, TensorBoard and per-epoch checkpoints, in that order."""
+  return [
+      epoch_learning_rate(learning_rate, learning_rate_decay),
+      keras.callbacks.TensorBoard(os.path.join(train_dir, "logs")),
+      EpochCheckpoint(os.path.join(train_dir, "checkpoints"), keep_checkpoints),
+  ]
