@@ -211,3 +211,10 @@ def test_models_saved_by_the_previous_layout_still_load(tmp_path):
   assert "baseline AsymmetricLoss" in result.stdout
   for name, values in expected.items():
     np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), values, rtol=1e-6)
+
+
+def test_public_names_import_from_the_package_top():
+  import yt8m_sdnn  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn import NeglectionMonitor, SubclassCrossEntropy, SubclassMerge  # noqa: F401  pylint: disable=import-outside-toplevel
+  missing = [name for name in yt8m_sdnn.__all__ if not hasattr(yt8m_sdnn, name)]
+  assert not missing and "SubclassCrossEntropy" in yt8m_sdnn.__all__
