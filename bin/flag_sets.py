@@ -177,6 +177,11 @@ def define_training_flags(model_default: str = "cnn", early_stopping: bool = Tru
                      f"sgd, decoupled with adamw (default {paper['weight_decay']}; with "
                      "--val_data " + _recipe_text("weight_decay") + ").")
   flags.DEFINE_integer("seed", None, "Seed of initialization, dropout and shuffling.")
+  flags.DEFINE_integer("log_every", 0,
+                       "Steps between plain progress lines (epoch, step of the epoch and "
+                       "its total, loss, examples/s, time left). 0: Keras' progress bar on "
+                       "a terminal and, piped to a file, a line every 30 seconds.",
+                       lower_bound=0)
   if early_stopping:
     flags.DEFINE_integer(
         "num_epochs", None,
@@ -223,6 +228,7 @@ def train_config(train_dir: str, **overrides) -> training.TrainConfig:
   """A `TrainConfig` from the training (and loss, compute) flags; `overrides` win."""
   values = dict(
       train_dir=train_dir, model=FLAGS.model, **optimizer_settings(), seed=FLAGS.seed,
+      log_every=FLAGS.log_every,
       model_options={"num_mixtures": FLAGS.moe_num_mixtures} if FLAGS.model == "moe" else {})
   if "val_data" in FLAGS:
     values.update(num_epochs=num_epochs(), patience=FLAGS.patience)

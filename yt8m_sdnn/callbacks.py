@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Callable
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from yt8m_sdnn import artifacts
 
@@ -114,3 +116,72 @@ def default_callbacks(train_dir: str, learning_rate: float, learning_rate_decay:
       keras.callbacks.TensorBoard(os.path.join(train_dir, "logs")),
       EpochCheckpoint(os.path.join(train_dir, "checkpoints"), keep_checkpoints),
   ]
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressLog(keras.callbacks.Callback):
+  """One plain log line every `every_steps` steps (else every `every_seconds`) and per epoch.
+
+  For logs piped to a file, where Keras' progress bar writes carriage returns and
+  escape codes (a YT8M epoch would be one line of a megabyte). Each line gives the
+  epoch, the step of the epoch and, once known, their totals (`steps_per_epoch`, or
+  the previous epoch's count), the loss, examples/s and the time left in the epoch.
+  `examples` is the run's counter of training examples (augmented copies included);
+  `skipped_steps` are the steps of the first epoch a resumed run already took.
+  """
+
+  def __init__(self, num_epochs: int, examples=None, steps_per_epoch: int | None = None,
+               every_steps: int = 0, every_seconds: float = 30.0,
+               write: Callable[[str], None] | None = None, skipped_steps: int = 0):
+    super().__init__()
+    self._num_epochs, self._examples = num_epochs, examples
+    self._total, self._every_steps, self._every_seconds = (steps_per_epoch, every_steps,
+                                                         every_seconds)
+    self._write = write or (lambda line: logging.info("%s", line))
+    self._epoch = self._step = 0
+    self._start = self._last = 0.0
+    self._start_examples = 0
+    self._skipped = skipped_steps
+
+  def _count(self) -> int:
+    return int(self._examples.numpy()) if self._examples is not None else 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch, self._step, self._skipped = epoch, self._skipped, 0
+    self._first_step = self._step
+    self._start = self._last = time.perf_counter()
+    self._start_examples = self._count()
+
+  def _line(self, logs) -> str:
+    elapsed = max(time.perf_counter() - self._start, 1e-9)
+    step = f"step {self._step}" + (f"/{self._total}" if self._total else "")
+    parts = [f"epoch {self._epoch + 1}/{self._num_epochs}, {step}"]
+    parts += [f"{key} {float(value):.4f}" for key, value in (logs or {}).items()
+              if key in ("loss", "val_gap", "learning_rate")]
+    if self._examples is not None:
+      parts.append(f"{(self._count() - self._start_examples) / elapsed:,.0f} examples/s")
+    else:
+      parts.append(f"{(self._step - self._first_step) / elapsed:,.1f} steps/s")
+    if self._total and self._step < self._total:
+      done = max(self._step - self._first_step, 1)
+      parts.append(f"{_duration(elapsed / done * (self._total - self._step))} left "
+                   "in the epoch")
+    return ", ".join(parts)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+    now = time.perf_counter()
+    due = (self._step % self._every_steps == 0 if self._every_steps
+           else now - self._last >= self._every_seconds)
+    if due:
+      self._last = now
+      self._write(self._line(logs))
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self._step:
+      self._write(self._line(logs) + f", epoch done in {_duration(time.perf_counter() - self._start)}")
+      self._total = self._total or self._step  # an epoch is one pass: the next has as many

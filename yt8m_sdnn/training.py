@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import warnings
 import zipfile
 from typing import Any, Callable, Mapping, Sequence
@@ -74,6 +75,8 @@ class TrainConfig:
       after which training stops.
     model_options: the model's own options (`models.build_model`), e.g.
       {"num_mixtures": 2} for "moe".
+    log_every: steps between plain progress lines (`callbacks.ProgressLog`); 0: Keras'
+      progress bar on a terminal and, when stdout is not one, a line every 30 s.
     overwrite: discard the backup of an unfinished run in `train_dir` and start
       afresh (without it the run resumes, provided the backup's settings match).
   """
@@ -93,6 +96,7 @@ class TrainConfig:
   patience: int = 4
   model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   overwrite: bool = False
+  log_every: int = 0
 
   def __post_init__(self):
     if self.model not in models.MODEL_REGISTRY:
@@ -100,6 +104,8 @@ class TrainConfig:
           f"Expected one of {sorted(models.MODEL_REGISTRY)}. Received: model={self.model!r}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"Expected one of {list(OPTIMIZERS)}. Received: optimizer={self.optimizer!r}")
+    if self.log_every < 0:
+      raise ValueError(f"log_every must be >= 0. Received: log_every={self.log_every}")
     if self.num_epochs <= 0:
       raise ValueError(f"num_epochs must be positive. Received: num_epochs={self.num_epochs}")
     # Written so that NaN fails every check (NaN compares false with everything).
@@ -438,6 +444,12 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
       callbacks_lib.default_callbacks(
           train_config.train_dir, train_config.learning_rate, train_config.learning_rate_decay,
           train_config.keep_checkpoints) + [clock] + list(extra_callbacks) + [step_backup]
+  # A progress bar on a terminal; piped to a file, plain lines (`callbacks.ProgressLog`).
+  bar = sys.stdout.isatty() and not train_config.log_every
+  if not bar:
+    callbacks.insert(-1, callbacks_lib.ProgressLog(
+        train_config.num_epochs, examples, train_config.steps_per_epoch,
+        every_steps=train_config.log_every, skipped_steps=start_step))
   history: dict = {}
   try:
     for epoch in range(start_epoch, train_config.num_epochs):
@@ -460,7 +472,7 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
             _counting(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
             steps_per_epoch=steps, callbacks=callbacks,
             shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
-            verbose=2 if logging.get_verbosity() < logging.INFO else 1)
+            verbose=1 if bar else 0)
       for key, values in epoch_history.history.items():
         history.setdefault(key, []).extend(values)
   except reader.READ_ERRORS as error:

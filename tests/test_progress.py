@@ -1,0 +1,63 @@
+"""Logs a user can read in a file: plain progress lines, no progress-bar bytes, quiet start-up."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT, binary_env, random_videos, write_video_shards
+from yt8m_sdnn import callbacks
+
+NUM_CLASSES = 5
+
+
+def test_progress_lines_learn_the_epoch_length_and_give_examples_per_second():
+  features = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+  labels = (features[:, :NUM_CLASSES] > 0).astype("float32")[:, :NUM_CLASSES]
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="sigmoid")])
+  model.compile(optimizer="sgd", loss="binary_crossentropy")
+  lines = []
+  progress = callbacks.ProgressLog(num_epochs=2, every_steps=3, write=lines.append)
+  model.fit(features, labels[:, :4], batch_size=8, epochs=2, verbose=0, callbacks=[progress])
+  assert lines[0].startswith("epoch 1/2, step 3, loss ")
+  assert "epoch 1/2, step 8, loss" in lines[2] and "epoch done in 0:00:0" in lines[2]
+  # The first epoch's length is the second's total, with the time left in it.
+  assert lines[3].startswith("epoch 2/2, step 3/8, loss ") and "left in the epoch" in lines[3]
+  assert all("steps/s" in line for line in lines)  # no example counter given
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("progress_data")
+  write_video_shards(directory, *random_videos(96, NUM_CLASSES, seed=3))
+  return str(directory)
+
+
+def test_a_binary_piped_to_a_file_writes_plain_lines(shards, tmp_path):
+  log = tmp_path / "train.log"
+  env = binary_env()
+  del env["TF_CPP_MIN_LOG_LEVEL"]  # the binaries' own default: TensorFlow's start-up quiet
+  with open(log, "w") as stream:
+    result = subprocess.run(
+        [sys.executable, "-m", "bin.yt8m_train", f"--train_data={shards}",
+         f"--train_dir={tmp_path / 'run'}", "--model=logistic", "--num_epochs=2",
+         f"--num_classes={NUM_CLASSES}", "--batch_size=16", "--log_every=2"],
+        cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT, timeout=300)
+  text = log.read_text()
+  assert result.returncode == 0, text[-3000:]
+  assert "\r" not in text and "\x1b[" not in text and "\b" not in text
+  assert "epoch 1/2, step 2, loss" in text and "epoch 2/2, step 4/6, loss" in text
+  assert "examples/s" in text
+  for start_up in ("oneDNN", "cuInit", "cuda drivers", "absl::InitializeLog"):
+    assert start_up not in text
+
+
+def test_tensorflow_start_up_lines_come_back_when_asked(tmp_path):
+  env = binary_env(TF_CPP_MIN_LOG_LEVEL="0")
+  result = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "yt8m_eval.py"), "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  assert "Traceback" not in result.stderr
+  assert "oneDNN" in result.stderr or "cuda" in result.stderr.lower()
