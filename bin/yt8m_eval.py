@@ -30,6 +30,7 @@ flags.mark_flags_as_required(["eval_data", "train_dir"])
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("eval_data")  # a mistyped pattern fails before any work
   model_config = training.load_model_config(FLAGS.train_dir)
   model = training.load_trained_model(FLAGS.train_dir)
   if distribute.is_chief():  # it writes eval_metrics.json there after the pass

@@ -39,6 +39,7 @@ flags.mark_flags_as_required(["train_data", "train_dir"])
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("train_data")
   train_config = flag_sets.train_config(FLAGS.train_dir, backup_steps=FLAGS.backup_steps,
                                         overwrite=FLAGS.overwrite)
   reader_config = flag_sets.reader_config(FLAGS.train_data, training=True, seed=FLAGS.seed,

@@ -55,6 +55,7 @@ flags.register_validator("plot", lambda path: path is None or plot.matplotlib_av
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("train_data", "eval_data")
   train_config = training.TrainConfig(train_dir=FLAGS.train_dir, model=FLAGS.model,
                                       num_epochs=FLAGS.num_epochs, seed=FLAGS.seed,
                                       jit_compile=FLAGS.jit_compile)

@@ -33,6 +33,7 @@ flags.mark_flags_as_required(["train_data", "neglection", "output"])
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("train_data")
   reader_config = flag_sets.reader_config(FLAGS.train_data, cached=True)
   selected = selection.read_selected(FLAGS.neglection, reader_config.num_classes)
   if not distribute.is_chief():  # every worker holds the same merged plan; one writes it

@@ -41,6 +41,9 @@ def _print_named(path: str, names: dict, count: int, top: int = 5) -> None:
 
 def main(argv):
   del argv
+  flag_sets.check_data_flags("input_data")
+  if FLAGS.vocabulary:
+    vocabulary.check_readable(FLAGS.vocabulary)
   artifacts.check_output_file(FLAGS.output_file, "--output_file")
   model_config = training.load_model_config(FLAGS.train_dir)
   model = training.load_trained_model(FLAGS.train_dir)

@@ -1,0 +1,51 @@
+"""Mistakes in flags are reported at once, naming the flag or file, before any work."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, binary_env
+from yt8m_sdnn.data import vocabulary
+
+
+def _run(*args):
+  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=binary_env(),
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("binary, flag", [
+    ("bin.yt8m_eval", "--eval_data"),
+    ("bin.yt8m_predict", "--input_data"),
+    ("bin.yt8m_train", "--eval_data"),
+])
+def test_a_mistyped_data_pattern_fails_before_any_model_is_read(binary, flag, tmp_path):
+  missing = tmp_path / "no_such_shards*.tfrecord"
+  args = [binary, f"{flag}={missing}", f"--train_dir={tmp_path / 'not_a_run'}"]
+  if binary == "bin.yt8m_predict":
+    args.append(f"--output_file={tmp_path / 'out.csv'}")
+  if binary == "bin.yt8m_train":
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "train00.tfrecord").write_bytes(b"")
+    args.append(f"--train_data={tmp_path / 'shards'}")  # exists; only --eval_data is wrong
+  result = _run(*args)
+  assert result.returncode == 1
+  # The data flag is named, not the missing train_dir: it was checked first.
+  assert f"{flag}:" in result.stderr and "Traceback" not in result.stderr, result.stderr[-1500:]
+  assert not (tmp_path / "not_a_run").exists()
+
+
+def test_vocabulary_errors_name_the_file_and_line(tmp_path):
+  with pytest.raises(FileNotFoundError, match=f"{tmp_path}/absent.csv: no vocabulary file"):
+    vocabulary.load_class_names(str(tmp_path / "absent.csv"))
+  wrong = tmp_path / "wrong.csv"
+  wrong.write_text("id,labels\nv1,3 4\n")
+  with pytest.raises(ValueError, match=f"{wrong}: expected a header"):
+    vocabulary.load_class_names(str(wrong))
+  bad_id = tmp_path / "bad_id.csv"
+  bad_id.write_text("Index,TrainVideoCount,Name\n0,10,Game\nx,5,Car\n")
+  with pytest.raises(ValueError, match=f"{bad_id}: line 3: Index='x'"):
+    vocabulary.load_class_names(str(bad_id))
+  good = tmp_path / "good.csv"
+  good.write_text("Index,TrainVideoCount,Name\n0,10,Game\n1,5,Car\n")
+  assert vocabulary.load_class_names(str(good)) == {0: "Game", 1: "Car"}
