@@ -154,10 +154,45 @@ def check_finite_float_flags() -> None:
       raise ValueError(f"--{name}={value}: must be a finite number")
 
 
+# The YT8M starter's names for the models it shares with this package.
+STARTER_MODEL_NAMES = {"LogisticModel": "logistic", "MoeModel": "moe"}
+
+# The YT8M starter's flag names, where the meaning is the same: starter name → ours.
+STARTER_FLAG_ALIASES = {
+    "train_data_pattern": "train_data",
+    "eval_data_pattern": "eval_data",
+    "input_data_pattern": "input_data",
+    "frame_features": "frame_level",
+    "base_learning_rate": "learning_rate",
+}
+
+
+class _ModelParser(flags.EnumParser):
+  """--model: a registered name, or the starter's name of the same model."""
+
+  def __init__(self):
+    super().__init__(sorted(models.MODEL_REGISTRY) + sorted(STARTER_MODEL_NAMES))
+
+  def parse(self, argument):
+    return STARTER_MODEL_NAMES.get(argument, super().parse(argument))
+
+  def flag_type(self):
+    return "string enum"
+
+
+def define_starter_aliases() -> None:
+  """Each starter flag name whose flag this binary has, as an alias of it."""
+  for starter, ours in STARTER_FLAG_ALIASES.items():
+    if ours is not None and ours in FLAGS and starter not in FLAGS:
+      flags.DEFINE_alias(starter, ours)
+
+
 def define_training_flags(model_default: str = "cnn", early_stopping: bool = True) -> None:
   """The flags of `training.TrainConfig`, shared by every binary that trains."""
   defaults = training.TrainConfig(train_dir="")
-  flags.DEFINE_enum("model", model_default, sorted(models.MODEL_REGISTRY), "Model to train.")
+  flags.DEFINE(_ModelParser(), "model", model_default,
+               f"Model to train, one of {sorted(models.MODEL_REGISTRY)} (the YT8M starter's "
+               f"{', '.join(sorted(STARTER_MODEL_NAMES))} are accepted too).")
   flags.DEFINE_integer("moe_num_mixtures", 2,
                        "Experts per class of --model=moe (the YT8M starter's default).")
   paper = training.default_settings("cnn", early_stopped=False)
@@ -335,6 +370,8 @@ def run_main(main) -> None:
   With the compute flags defined, `main` runs under --mixed_precision's policy and
   inside --strategy's scope, so every model it builds is distributed.
   """
+
+  define_starter_aliases()
 
   def guarded(argv):
     try:

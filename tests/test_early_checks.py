@@ -49,3 +49,19 @@ def test_vocabulary_errors_name_the_file_and_line(tmp_path):
   good = tmp_path / "good.csv"
   good.write_text("Index,TrainVideoCount,Name\n0,10,Game\n1,5,Car\n")
   assert vocabulary.load_class_names(str(good)) == {0: "Game", 1: "Car"}
+
+
+def test_the_starter_flag_names_are_accepted():
+  script = (
+      "from absl import flags\n"
+      "import bin.yt8m_train\n"
+      "from bin import flag_sets\n"
+      "flag_sets.define_starter_aliases()\n"
+      "F = flags.FLAGS\n"
+      "F(['yt8m-train', '--train_data_pattern=/data/train*', '--eval_data_pattern=/data/v*',\n"
+      "   '--model=MoeModel', '--base_learning_rate=0.25', '--frame_features', '--train_dir=/t'])\n"
+      "print(F.train_data, F.eval_data, F.model, F.learning_rate, F.frame_level)\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=binary_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-1500:]
+  assert result.stdout.split() == ["/data/train*", "/data/v*", "moe", "0.25", "True"]
