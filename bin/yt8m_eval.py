@@ -41,6 +41,9 @@ def main(argv):
   results = evaluation.evaluate(model, reader_config, top_k=FLAGS.top_k)
   if distribute.is_chief():  # with several workers, every one holds the merged metrics
     artifacts.write_json(os.path.join(FLAGS.train_dir, "eval_metrics.json"), results)
+    trained = training.load_train_result_record(FLAGS.train_dir)
+    evaluation.write_summaries(results, os.path.join(FLAGS.train_dir, "logs", "eval"),
+                               step=trained.get("steps", 0) if trained else 0, top_k=FLAGS.top_k)
   print(json.dumps(results, indent=2))
 
 

@@ -38,6 +38,7 @@ def test_train_eval_predict_binaries(synthetic_dir, tmp_path):
   metrics = json.loads((train_dir / "eval_metrics.json").read_text())
   assert set(metrics) >= {"gap", "hit_at_one", "perr", "map", "num_videos"}
   assert metrics["num_videos"] == 96 and 0 <= metrics["gap"] <= 1
+  assert list((train_dir / "logs" / "eval").glob("events.out.tfevents.*"))  # TensorBoard
   output = tmp_path / "submission.csv"
   result = run_binary("yt8m_predict", f"--input_data={synthetic_dir}/validate",
                       f"--train_dir={train_dir}", f"--output_file={output}", "--top_k=5")

@@ -8,11 +8,13 @@ plus the top-k lists the metrics keep.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from yt8m_sdnn import distribute, metrics
 from yt8m_sdnn.data import reader, scan
@@ -77,6 +79,20 @@ def _merge_workers(evaluation: metrics.EvaluationMetrics, video_ids: list[np.nda
   return merged, [all_ids.astype(object)]
 
 
+# Seconds between the progress lines of a long evaluation pass.
+PROGRESS_SECONDS = 30.0
+
+
+def write_summaries(result: dict, log_dir: str, step: int = 0, top_k: int = 20) -> None:
+  """The four metrics as TensorBoard scalars (`gap_at_{top_k}`, `hit_at_one`, ...) at `step`."""
+  writer = tf.summary.create_file_writer(log_dir)
+  with writer.as_default():
+    for key in ("gap", "hit_at_one", "perr", "map"):
+      name = f"gap_at_{top_k}" if key == "gap" else key
+      tf.summary.scalar(name, float(result[key]), step=step)
+  writer.close()
+
+
 def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
              top_k: int = 20, class_ap: bool = False, keep_top_k: bool = False) -> dict:
   """Computes GAP@top_k, Hit@1, PERR and mAP of `model` over the shards.
@@ -106,11 +122,18 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
     reader_config = dataclasses.replace(reader_config, data_pattern=",".join(
         distribute.worker_files(resolve_files(reader_config.data_pattern))))
   video_ids, num_labels = [], []
+  start = last = time.perf_counter()
+  scored = 0
   try:
     for scores, labels, ids in score_batches(model, reader.build_dataset(reader_config)):
       evaluation.accumulate(scores, labels)
       video_ids.append(ids)
       num_labels.append(np.count_nonzero(labels > 0, axis=1))
+      scored += len(ids)
+      if time.perf_counter() - last >= PROGRESS_SECONDS:  # a long pass says where it is
+        last = time.perf_counter()
+        logging.info("evaluation: %d videos scored, %.0f videos/s", scored,
+                     scored / (last - start))
   except reader.READ_ERRORS as error:
     raise reader.explain_error(error, reader_config) from None
   if workers > 1:

@@ -513,6 +513,14 @@ VALIDATION_FILE = "validation.json"
 TRAIN_RESULT_FILE = "train_result.json"
 
 
+def load_train_result_record(train_dir: str) -> dict | None:
+  """`train_result.json` of `train_dir` (steps, seconds, curve), or None when absent."""
+  path = os.path.join(train_dir, TRAIN_RESULT_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  return artifacts.read_json(path, regenerate_hint=f"Delete {train_dir} to train afresh.")
+
+
 def load_train_result(train_dir: str) -> TrainResult | None:
   """The `TrainResult` of a finished `train` into `train_dir`, or None if it did not finish.
 
