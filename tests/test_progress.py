@@ -61,3 +61,21 @@ def test_tensorflow_start_up_lines_come_back_when_asked(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
   assert "Traceback" not in result.stderr
   assert "oneDNN" in result.stderr or "cuda" in result.stderr.lower()
+
+
+def test_evaluation_and_prediction_passes_log_their_progress(shards, tmp_path, monkeypatch):
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn import evaluation, models, prediction  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn.data import reader  # pylint: disable=import-outside-toplevel
+  lines = []
+  monkeypatch.setattr(absl_logging, "info", lambda text, *args: lines.append(text % args))
+  monkeypatch.setattr(evaluation, "PROGRESS_SECONDS", 0.0)
+  monkeypatch.setattr(prediction, "PROGRESS_SECONDS", 0.0)
+  config = reader.ReaderConfig(shards, num_classes=NUM_CLASSES, batch_size=32)
+  model = models.build_model("logistic", config.feature_size, NUM_CLASSES)
+  evaluation.evaluate(model, config)
+  assert "evaluation: 96 videos scored" in lines[-1] and "videos/s" in lines[-1]
+  prediction.write_submission(model, reader.ReaderConfig(
+      shards, num_classes=NUM_CLASSES, batch_size=32, include_ids=True),
+      str(tmp_path / "out.csv"))
+  assert "prediction: 96 videos written" in lines[-1]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import tensorflow as tf
+from absl import logging
 
 from yt8m_sdnn import artifacts
 from yt8m_sdnn.data import reader
 
 CSV_HEADER = "VideoId,LabelConfidencePairs\n"
+# Seconds between the progress lines of a long prediction pass.
+PROGRESS_SECONDS = 30.0
 
 
 def format_lines(ids: tf.Tensor, scores: tf.Tensor, top_k: int) -> tf.Tensor:
@@ -34,6 +39,7 @@ def write_submission(model: keras.Model, reader_config: reader.ReaderConfig, pat
     raise ValueError("write_submission needs a reader config with include_ids=True")
   forward = tf.function(lambda features: model(features, training=False), reduce_retracing=True)
   count = 0
+  start = last = time.perf_counter()
   with artifacts.atomic_write_path(path) as temporary:
     with tf.io.gfile.GFile(temporary, "w") as stream:
       stream.write(CSV_HEADER)
@@ -42,6 +48,10 @@ def write_submission(model: keras.Model, reader_config: reader.ReaderConfig, pat
           lines = format_lines(ids, forward(features), top_k).numpy()
           stream.write(b"\n".join(lines).decode("utf-8") + "\n")
           count += len(lines)
+          if time.perf_counter() - last >= PROGRESS_SECONDS:  # a long pass says where it is
+            last = time.perf_counter()
+            logging.info("prediction: %d videos written, %.0f videos/s", count,
+                         count / (last - start))
       except reader.READ_ERRORS as error:
         raise reader.explain_error(error, reader_config) from None
   return count
