@@ -197,3 +197,15 @@ def test_partition_shards_reads_yt8m_shards(tmp_path):
     first, _, _, members = direct_split(features, labels, class_id, plan.mean)
     distances = np.linalg.norm(features[members].astype(np.float64) - plan.mean, axis=1)
     np.testing.assert_array_equal(distances > plan.thresholds[index], first)
+
+
+def test_long_passes_log_their_progress(monkeypatch):
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  lines = []
+  monkeypatch.setattr(absl_logging, "info", lambda text, *args: lines.append(text % args))
+  monkeypatch.setattr(passes, "PROGRESS_SECONDS", 0.001)
+  features, labels = normalized_data(200)
+  partition.partition_dataset(dataset_of(features, labels), [1, 2], NAMES)
+  for what in ("pass 1 (mean): 200 videos in", "pass 2 (split): 200 videos in"):
+    assert any(what in line for line in lines), lines[-5:]
+  assert any("videos read" in line and "videos/s" in line for line in lines)

@@ -9,11 +9,15 @@ transform (`augment.py`), so both compute bit-identical float64 distances.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
+import time
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from yt8m_sdnn.subclass.split_search import COLLECT, EXTREMES, ZOOM, SplitSearch
 from yt8m_sdnn.subclass.statistics import (KEY_MAX, MeanStatistics, RefineStatistics,
@@ -25,6 +29,43 @@ DEFAULT_NUM_BINS = 4096
 # The passes run where tf.data runs the online transform, so that both compute the
 # same float64 distances bit for bit (a GPU reduction may round differently).
 PASS_DEVICE = "/CPU:0"
+
+# Seconds between the progress lines of a pass (a pass over 3.9M videos takes minutes).
+PROGRESS_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def reporting_progress(dataset: tf.data.Dataset, what: str):
+  """`dataset` counting its videos as a pass reads them, and a log line every 30 s.
+
+  The count is one `assign_add` per batch; a background thread reads it and logs
+  "WHAT: N videos read, R videos/s", so a long pass is not silent. Values pass through
+  unchanged.
+  """
+  counter = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+
+  def count(*batch):
+    with tf.control_dependencies([counter.assign_add(tf.shape(batch[0], out_type=tf.int64)[0])]):
+      return tuple(tf.identity(part) for part in batch)
+
+  done, start = threading.Event(), time.perf_counter()
+
+  def report():
+    while not done.wait(PROGRESS_SECONDS):
+      read = int(counter.numpy())
+      logging.info("%s: %d videos read, %.0f videos/s", what, read,
+                   read / (time.perf_counter() - start))
+
+  thread = threading.Thread(target=report, daemon=True)
+  thread.start()
+  try:
+    yield dataset.map(count)
+  finally:
+    done.set()
+    thread.join()
+    logging.info("%s: %d videos in %.1f s", what, int(counter.numpy()),
+                 time.perf_counter() - start)
+
 
 def distances_to_mean(features: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
   """‖x − m‖ of every row, in float64.
@@ -102,7 +143,8 @@ def mean_statistics(dataset: tf.data.Dataset) -> MeanStatistics:
     state = {"total": tf.Variable(tf.zeros([feature_size], tf.float64)),
              "count": tf.Variable(tf.constant(0, tf.int64)),
              "max_norm": tf.Variable(tf.constant(0.0, tf.float64))}
-    _mean_pass(dataset, state)
+    with reporting_progress(dataset, "Algorithm 1, pass 1 (mean)") as counted:
+      _mean_pass(counted, state)
   return MeanStatistics(state["total"].numpy(), int(state["count"].numpy()),
                         float(state["max_norm"].numpy()))
 
@@ -162,8 +204,9 @@ def split_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Seque
   with tf.device(PASS_DEVICE):
     state = {name: tf.Variable(getattr(empty, name)) for name in
              ("counts", "histogram", "farthest", "farthest_vector", "nearest", "nearest_vector")}
-    _split_pass(dataset, tf.constant(selected), tf.constant(mean, tf.float64),
-                tf.constant(empty.scale, tf.float64), state)
+    with reporting_progress(dataset, "Algorithm 1, pass 2 (split)") as counted:
+      _split_pass(counted, tf.constant(selected), tf.constant(mean, tf.float64),
+                  tf.constant(empty.scale, tf.float64), state)
   return dataclasses.replace(empty, **{name: v.numpy() for name, v in state.items()})
 
 def _rank_within_class(classes):
@@ -246,9 +289,11 @@ def refine_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequ
              "lower_max_key": tf.Variable(empty.lower_max_key),
              "buffer": tf.Variable(tf.zeros([int(collecting.sum())], tf.int64)),
              "cursor": tf.Variable(tf.zeros([k], tf.int64))}
-    _refine_pass(dataset, tf.constant(selected), tf.constant(mean, tf.float64),
-                 tf.constant(search.scale, tf.float64),
-                 {name: tf.constant(value, tf.int64) for name, value in request.items()}, state)
+    with reporting_progress(dataset, "Algorithm 1, refining pass") as counted:
+      _refine_pass(counted, tf.constant(selected), tf.constant(mean, tf.float64),
+                   tf.constant(search.scale, tf.float64),
+                   {name: tf.constant(value, tf.int64) for name, value in request.items()},
+                   state)
   cursor = state["cursor"].numpy()
   kept = np.minimum(cursor, collecting)
   # Entries of one class run from its offset; a partial dataset fills only a prefix.
