@@ -53,6 +53,13 @@ def test_a_binary_piped_to_a_file_writes_plain_lines(shards, tmp_path):
   assert "examples/s" in text
   for start_up in ("oneDNN", "cuInit", "cuda drivers", "absl::InitializeLog"):
     assert start_up not in text
+  # TensorBoard gets the epoch's learning rate and throughput beside the loss.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tags = set()
+  for path in (tmp_path / "run" / "logs" / "train").glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"epoch_loss", "epoch_learning_rate", "epoch_examples_per_second"} <= tags, tags
 
 
 def test_tensorflow_start_up_lines_come_back_when_asked(tmp_path):

@@ -108,11 +108,32 @@ def epoch_learning_rate(initial: float, decay: float) -> keras.callbacks.Callbac
   return keras.callbacks.LearningRateScheduler(lambda epoch: initial * decay ** epoch)
 
 
+class Throughput(keras.callbacks.Callback):
+  """Puts the epoch's `examples_per_second` in its logs (so TensorBoard plots it).
+
+  `examples` is the run's counter of training examples (augmented copies included).
+  """
+
+  def __init__(self, examples):
+    super().__init__()
+    self._examples = examples
+    self._start, self._count = 0.0, 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._count = time.perf_counter(), int(self._examples.numpy())
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      seconds = max(time.perf_counter() - self._start, 1e-9)
+      logs["examples_per_second"] = (int(self._examples.numpy()) - self._count) / seconds
+
+
 def default_callbacks(train_dir: str, learning_rate: float, learning_rate_decay: float,
-                      keep_checkpoints: int) -> list[keras.callbacks.Callback]:
-  """The learning-rate schedule, TensorBoard and per-epoch checkpoints, in that order."""
+                      keep_checkpoints: int, examples=None) -> list[keras.callbacks.Callback]:
+  """Schedule, throughput (with an `examples` counter), TensorBoard, checkpoints, in order."""
   return [
       epoch_learning_rate(learning_rate, learning_rate_decay),
+      *([Throughput(examples)] if examples is not None else []),
       keras.callbacks.TensorBoard(os.path.join(train_dir, "logs")),
       EpochCheckpoint(os.path.join(train_dir, "checkpoints"), keep_checkpoints),
   ]

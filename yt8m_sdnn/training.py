@@ -443,7 +443,7 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
   callbacks = [callbacks_lib.StopOnNonFiniteLoss(clock)] + ([stopping] if stopping else []) + \
       callbacks_lib.default_callbacks(
           train_config.train_dir, train_config.learning_rate, train_config.learning_rate_decay,
-          train_config.keep_checkpoints) + [clock] + list(extra_callbacks) + [step_backup]
+          train_config.keep_checkpoints, examples) + [clock] + list(extra_callbacks) + [step_backup]
   # A progress bar on a terminal; piped to a file, plain lines (`callbacks.ProgressLog`).
   bar = sys.stdout.isatty() and not train_config.log_every
   if not bar:
