@@ -71,7 +71,7 @@ def main(batch_size: int = 512, num_classes: int = 3862, num_split: int = 386,
   labels, initial_logits = synthetic_batch(layout, batch_size)
   labels = tf.constant(labels)
   logits = tf.Variable(initial_logits)
-  candidates = {"sce": losses.SubclassCrossEntropy(layout.unit_to_class),
+  candidates = {"sce": losses.SubclassCrossEntropy(layout.unit_to_class, from_logits=True),
                 "bce": keras.losses.BinaryCrossentropy(from_logits=True)}
   seconds = {}
   for mode, jit_compile in (("graph", False), ("xla", True)):

@@ -66,7 +66,8 @@ def main(batch_size: int = 512, num_classes: int = 3862, num_split: int = 386,
       "scnn": _step_function(
           models.build_subclass_model("cnn", feature_size, layout.unit_to_class,
                                       num_classes)[0],
-          losses.SubclassCrossEntropy(layout.unit_to_class.tolist()), features,
+          losses.SubclassCrossEntropy(layout.unit_to_class.tolist(), from_logits=True),
+          features,
           tf.constant(unit_labels)),
   }
   seconds = _median_step_seconds(steps, repeats, steps_per_repeat)

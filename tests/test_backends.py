@@ -116,14 +116,15 @@ def _loss_pieces(numbers: dict) -> None:
   probabilities = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
   for weight in (0.0, 0.5, 1.0):
     _loss_numbers(numbers, f"eq11_w{weight}",
-                  losses.SubclassCrossEntropy(UNIT_TO_CLASS, sibling_negative_weight=weight),
+                  losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True,
+                                              sibling_negative_weight=weight),
                   labels, logits)
     _loss_numbers(numbers, f"eq11_probabilities_w{weight}",
                   losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=False,
                                               sibling_negative_weight=weight),
                   labels, probabilities)
   _loss_numbers(numbers, "eq11_asl_balanced",
-                losses.SubclassCrossEntropy(UNIT_TO_CLASS, gamma_positive=1.0,
+                losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True, gamma_positive=1.0,
                                             gamma_negative=4.0, clip=0.05,
                                             class_weights=CLASS_WEIGHTS), labels, logits)
   numbers["class_labels_per_unit"] = _numpy(losses.class_labels_per_unit(labels, UNIT_TO_CLASS))

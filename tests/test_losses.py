@@ -44,12 +44,13 @@ def test_by_hand():
   # unit 1: sibling of the positive subclass, no term in eq. (11). Total 3 ln 2.
   y = np.array([[0, 0, 0, 1]], np.float32)
   logits = np.zeros((1, 4), np.float32)
-  np.testing.assert_allclose(float(losses.SubclassCrossEntropy(UNIT_TO_CLASS)(y, logits)),
-                             3 * np.log(2), rtol=1e-6)
+  np.testing.assert_allclose(float(losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True)(
+      y, logits)), 3 * np.log(2), rtol=1e-6)
   # w = 0.5 adds half of unit 1's negative term: 3.5 ln 2; w = 1 all of it, 4 ln 2
   # (plain per-unit binary cross-entropy, summed).
   for weight, expected in ((0.5, 3.5 * np.log(2)), (1.0, 4 * np.log(2))):
-    loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, sibling_negative_weight=weight)
+    loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True,
+                                       sibling_negative_weight=weight)
     np.testing.assert_allclose(float(loss(y, logits)), expected, rtol=1e-6)
 
 
@@ -87,7 +88,8 @@ def test_gradient_matches_the_formula(weight):
   negative_weight = (1 - class_label) + weight * class_label * (1 - y)
   expected = ((y + negative_weight) / (1 + np.exp(-logits.astype(np.float64))) - y) / 6
   variable = tf.Variable(logits)
-  loss = losses.SubclassCrossEntropy(unit_to_class, sibling_negative_weight=weight)
+  loss = losses.SubclassCrossEntropy(unit_to_class, from_logits=True,
+                                     sibling_negative_weight=weight)
   with tf.GradientTape() as tape:
     value = loss(y, variable)
   np.testing.assert_allclose(tape.gradient(value, variable), expected, rtol=1e-5, atol=1e-7)
@@ -97,7 +99,7 @@ def test_identity_layout_equals_binary_cross_entropy_times_units():
   rng = np.random.default_rng(2)
   logits = rng.normal(size=(8, 5)).astype(np.float32)
   y = (rng.random((8, 5)) < 0.3).astype(np.float32)
-  sce = losses.SubclassCrossEntropy(SubclassLayout.identity(5).unit_to_class)
+  sce = losses.SubclassCrossEntropy(SubclassLayout.identity(5).unit_to_class, from_logits=True)
   bce = keras.losses.BinaryCrossentropy(from_logits=True)  # averages over the 5 units
   variable = tf.Variable(logits)
   with tf.GradientTape(persistent=True) as tape:
@@ -115,7 +117,7 @@ def test_extreme_logits_stay_finite():
   # Unit 0: -ln σ(-100) = 100; unit 1: sibling of nothing positive, class 1 negative:
   # -ln(1 - σ(100)) = 100; unit 2 the same, 100; unit 3 (class 1): -ln(1 - σ(-100)) ≈ 0.
   with tf.GradientTape() as tape:
-    value = losses.SubclassCrossEntropy(UNIT_TO_CLASS)(y, logits)
+    value = losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True)(y, logits)
   np.testing.assert_allclose(float(value), 300.0, rtol=1e-6)
   # Gradient (y + n) σ(h) - y: -1, 1, 1, 0.
   np.testing.assert_allclose(tape.gradient(value, logits), [[-1, 1, 1, 0]], atol=1e-6)
@@ -142,7 +144,8 @@ def test_probabilities_of_a_keras_sigmoid_use_its_logits():
 def test_low_precision_predictions_are_computed_in_float32(dtype):
   y, logits = random_case(SPLIT_LAYOUT)
   low = tf.cast(logits, dtype)
-  per_video = losses.subclass_cross_entropy(y, low, SPLIT_LAYOUT.unit_to_class)
+  per_video = losses.subclass_cross_entropy(y, low, SPLIT_LAYOUT.unit_to_class,
+                                            from_logits=True)
   assert per_video.dtype == tf.float32
   rounded = tf.cast(low, tf.float32).numpy()
   np.testing.assert_allclose(per_video, numpy_sce(y, rounded, SPLIT_LAYOUT.unit_to_class),
@@ -151,7 +154,8 @@ def test_low_precision_predictions_are_computed_in_float32(dtype):
 
 def test_compiled_and_xla_steps_agree_with_eager():
   y, logits = random_case(SPLIT_LAYOUT, batch=4)
-  loss = losses.SubclassCrossEntropy(SPLIT_LAYOUT.unit_to_class, sibling_negative_weight=0.5)
+  loss = losses.SubclassCrossEntropy(SPLIT_LAYOUT.unit_to_class, from_logits=True,
+                                     sibling_negative_weight=0.5)
   variable = tf.Variable(logits)
 
   def step(labels):
@@ -168,7 +172,8 @@ def test_compiled_and_xla_steps_agree_with_eager():
 
 def test_reduction_none_gives_the_per_video_sums():
   y, logits = random_case(SPLIT_LAYOUT)
-  loss = losses.SubclassCrossEntropy(SPLIT_LAYOUT.unit_to_class, reduction=None)
+  loss = losses.SubclassCrossEntropy(SPLIT_LAYOUT.unit_to_class, from_logits=True,
+                                     reduction=None)
   np.testing.assert_allclose(loss(y, logits),
                              numpy_sce(y, logits, SPLIT_LAYOUT.unit_to_class), rtol=1e-5)
 
@@ -190,7 +195,7 @@ def test_serialization_round_trip():
 
 def test_trains_saves_and_reloads_inside_a_model(tmp_path):
   layout = SubclassLayout(num_classes=3, split_classes=(1,))
-  loss = losses.SubclassCrossEntropy(layout.unit_to_class.tolist(),
+  loss = losses.SubclassCrossEntropy(layout.unit_to_class.tolist(), from_logits=True,
                                      sibling_negative_weight=0.5)
   model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(layout.num_units)])
   model.compile(optimizer="sgd", loss=loss)

@@ -123,7 +123,8 @@ def test_moe_subclass_model_trains_and_scores_probabilities():
   y[np.arange(8), rng.integers(0, 4, size=8)] = 1.0
   before = [w.copy() for w in logits_model.get_weights()]
   logits_model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
-                       loss=SubclassCrossEntropy(unit_to_class=unit_to_class))
+                       loss=SubclassCrossEntropy(unit_to_class=unit_to_class,
+                                                 from_logits=True))
   history = logits_model.fit(x, y, batch_size=8, epochs=1, verbose=0)
   assert np.isfinite(history.history["loss"][0])
   assert any(not np.allclose(a, b) for a, b in zip(before, logits_model.get_weights()))

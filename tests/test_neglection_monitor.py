@@ -244,7 +244,7 @@ def test_moe_declaration_must_match_outputs_are_logits():
 
 def test_misuse_is_reported():
   with pytest.raises(ValueError, match="no layer named 'logits'"):
-    NeglectionTrackingModel(small_model(), output_layer_name="logits")
+    NeglectionTrackingModel(small_model(), output_layer="logits")
   inputs = keras.Input(shape=(4,))
   softmax = keras.Model(inputs, keras.layers.Dense(3, activation="softmax",
                                                    name="predictions")(inputs))

@@ -157,10 +157,11 @@ FREQUENT_RARE_WEIGHTS = [0.1, 1.9]  # α of a frequent class 0 and a rare class 
 
 @pytest.mark.parametrize("loss", [
     rl.ClassBalancedCrossEntropy(FREQUENT_RARE_WEIGHTS, reduction=None),
-    losses.SubclassCrossEntropy([0, 1], class_weights=FREQUENT_RARE_WEIGHTS, reduction=None),
-    # Class 1 split into units 1 and 2: the video is in its subclass 2.
-    losses.SubclassCrossEntropy([0, 1, 1], class_weights=FREQUENT_RARE_WEIGHTS,
+    losses.SubclassCrossEntropy([0, 1], from_logits=True, class_weights=FREQUENT_RARE_WEIGHTS,
                                 reduction=None),
+    # Class 1 split into units 1 and 2: the video is in its subclass 2.
+    losses.SubclassCrossEntropy([0, 1, 1], from_logits=True,
+                                class_weights=FREQUENT_RARE_WEIGHTS, reduction=None),
 ], ids=["class_balanced", "subclass", "subclass_split"])
 def test_class_balanced_does_not_starve_the_frequent_class(loss):
   # A video whose only positive is the rare class weighs w = α_rare = 1.9, and every one
@@ -226,12 +227,13 @@ UNIT_TO_CLASS = [0, 1, 2, 2, 3]  # class 2 split into units 2 and 3; 4 classes
 
 def test_subclass_loss_without_a_split_equals_the_reweighted_losses():
   identity = list(range(5))
-  asl = losses.SubclassCrossEntropy(identity, gamma_positive=1.0, gamma_negative=4.0, clip=0.05)
+  asl = losses.SubclassCrossEntropy(identity, from_logits=True, gamma_positive=1.0,
+                                    gamma_negative=4.0, clip=0.05)
   np.testing.assert_allclose(asl(LABELS, LOGITS).numpy(),
                              rl.AsymmetricLoss(1.0, 4.0, 0.05)(LABELS, LOGITS).numpy(),
                              rtol=1e-5)
   weights = [0.5, 2.0, 1.0, 0.25, 1.25]
-  balanced = losses.SubclassCrossEntropy(identity, class_weights=weights)
+  balanced = losses.SubclassCrossEntropy(identity, from_logits=True, class_weights=weights)
   np.testing.assert_allclose(balanced(LABELS, LOGITS).numpy(),
                              rl.ClassBalancedCrossEntropy(weights)(LABELS, LOGITS).numpy(),
                              rtol=1e-5)
@@ -252,7 +254,8 @@ def test_subclass_loss_with_focusing_and_weights_matches_its_formula(gamma_posit
   expected = _numpy_video_weights(per_class, class_weights) * (
       labels * (1 - p) ** gamma_positive * -np.log(p)
       + (1 - class_labels) * shifted ** gamma_negative * -np.log(1 - shifted)).sum(-1)
-  loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, gamma_positive=gamma_positive,
+  loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True,
+                                     gamma_positive=gamma_positive,
                                      gamma_negative=gamma_negative, clip=clip,
                                      class_weights=class_weights.tolist(), reduction=None)
   np.testing.assert_allclose(loss(labels, LOGITS).numpy(), expected, rtol=1e-5)
@@ -264,8 +267,8 @@ def test_subclass_loss_counts_a_split_class_once_in_the_video_weight():
   # positive units (1 + 2 + 2)/3 = 5/3. At logits 0 every unit's term is ln 2 except the
   # negatives a positive class's subclasses lack (none here, both are positive): 5 ln 2.
   labels = np.array([[1, 0, 1, 1, 0]], np.float32)
-  loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, class_weights=[1.0, 0.5, 2.0, 1.5],
-                                     reduction=None)
+  loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True,
+                                     class_weights=[1.0, 0.5, 2.0, 1.5], reduction=None)
   np.testing.assert_allclose(loss(labels, np.zeros((1, 5), np.float32)).numpy(),
                              [1.5 * 5 * np.log(2.0)], rtol=1e-6)
   # One subclass of class 2 only: unit 3 has no negative term (eq. 11), 4 ln 2; w still 1.5.
@@ -285,8 +288,10 @@ def test_weighted_subclass_gradient_is_the_video_weight_times_eq_11s():
       value = tf.reduce_sum(loss(labels, logits))
     return tape.gradient(value, logits).numpy()
 
-  plain = gradient(losses.SubclassCrossEntropy(UNIT_TO_CLASS, reduction=None))
-  weighted = gradient(losses.SubclassCrossEntropy(UNIT_TO_CLASS, reduction=None,
+  plain = gradient(losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True,
+                                               reduction=None))
+  weighted = gradient(losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True,
+                                                  reduction=None,
                                                   class_weights=class_weights.tolist()))
   per_class = np.concatenate(
       [labels[:, :2], labels[:, 2:4].max(-1, keepdims=True), labels[:, 4:]], axis=-1)
@@ -296,7 +301,7 @@ def test_weighted_subclass_gradient_is_the_video_weight_times_eq_11s():
 
 
 def test_reweighted_subclass_loss_round_trips_and_checks_its_weights():
-  loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, gamma_negative=2.0,
+  loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS, from_logits=True, gamma_negative=2.0,
                                      class_weights=[1.0, 2.0, 3.0, 4.0])
   restored = keras.losses.deserialize(keras.losses.serialize(loss))
   assert restored.get_config() == loss.get_config()

@@ -22,6 +22,7 @@ from yt8m_sdnn.models import (MixtureOfExperts, build_model,  # noqa: E402
                               build_subclass_model)
 from yt8m_sdnn.neglection import (NeglectionMonitor, NeglectionTrackingModel,  # noqa: E402
                                   attach_neglection_monitor, select_neglected_classes)
+from yt8m_sdnn.subclass.in_memory import subclass_training_arrays  # noqa: E402
 from yt8m_sdnn.subclass.layout import SubclassLayout  # noqa: E402
 from yt8m_sdnn.subclass.merge import SubclassMerge  # noqa: E402
 
@@ -42,4 +43,5 @@ __all__ = [
     "build_subclass_model",
     "make_loss",
     "select_neglected_classes",
+    "subclass_training_arrays",
 ]

@@ -70,7 +70,7 @@ class TrainConfig:
     backup_steps: steps between crash backups (also one at every epoch end).
     loss: the training loss (`loss_registry`); default eq. (3).
     keep_checkpoints: per-epoch checkpoints kept (the newest); the paper's CNN weighs
-      0.6 GB a checkpoint, so keeping all of them fills disks (0 keeps all).
+      1.7 GB a checkpoint (weights and Adam state), so keeping all of them fills disks (0 keeps all).
     patience: with validation shards, epochs without a better validation score
       after which training stops.
     model_options: the model's own options (`models.build_model`), e.g.
@@ -241,10 +241,27 @@ def check_finite_weights(model: keras.Model, path: str) -> None:
 
 
 def save_model(model: keras.Model, path: str) -> None:
-  """Saves a `.keras` file atomically; a model with non-finite weights is refused."""
+  """Saves a `.keras` file atomically; a model with non-finite weights is refused.
+
+  The file holds the architecture, the weights and the compile config, not the
+  optimizer's state: Keras writes every variable it reaches through the model's
+  attributes, `model.optimizer` included (Adam's two moments per weight: the paper's
+  CNN's file would be 1.7 GB instead of 0.57 GB; resuming uses the backup and the
+  checkpoints, which keep that state). The optimizer is detached
+  while the file is written and put back after. Loading with `compile=False`
+  (`load_trained_model`) reads it as is; `keras.saving.load_model(path)` with compile
+  builds a fresh optimizer and warns that it has no saved variables to load.
+  """
   check_finite_weights(model, path)
+  optimizer = getattr(model, "optimizer", None)
   with artifacts.atomic_write_path(path, suffix=".keras") as temporary:
-    model.save(temporary)
+    if optimizer is not None:
+      model.optimizer = None
+    try:
+      model.save(temporary)
+    finally:
+      if optimizer is not None:
+        model.optimizer = optimizer
 
 
 @dataclasses.dataclass

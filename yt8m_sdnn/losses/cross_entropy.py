@@ -232,7 +232,7 @@ def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bo
 
 
 def subclass_cross_entropy(y_true, y_pred, unit_to_class: Sequence[int] | np.ndarray,
-                           from_logits: bool = True,
+                           from_logits: bool = False,
                            sibling_negative_weight: float = 0.0) -> Tensor:
   """Eq. (11) per video: -Σ_(i,j) [y_ij ln q_ij + (1 - y_i) ln(1 - q_ij)].
 
@@ -242,12 +242,14 @@ def subclass_cross_entropy(y_true, y_pred, unit_to_class: Sequence[int] | np.nda
 
   Args:
     y_true: (batch, num_units) subclass multi-hot labels y_ij.
-    y_pred: (batch, num_units) logits h_ij, or probabilities q_ij with
-      `from_logits=False` (clipped to [ε, 1 - ε] as Keras does, ε =
-      `keras.config.epsilon()`, unless they come from a Keras sigmoid, whose logits
-      are used).
+    y_pred: (batch, num_units) probabilities q_ij (clipped to [ε, 1 - ε] as Keras
+      does, ε = `keras.config.epsilon()`, unless they come from a Keras sigmoid on
+      TensorFlow, whose cached logits are used), or logits h_ij with
+      `from_logits=True`.
     unit_to_class: class id of every unit (`SubclassLayout.unit_to_class`).
-    from_logits: whether `y_pred` holds logits (the stable default).
+    from_logits: whether `y_pred` holds logits; False (default) as in Keras' losses.
+      Logits are exact on every backend; pass `from_logits=True` for a model that
+      outputs them.
     sibling_negative_weight: w in [0, 1], the weight of the negative term of a unit
       whose class is positive but which is not: 1 - y_i + w·y_i·(1 - y_ij) in all.
 
@@ -259,7 +261,7 @@ def subclass_cross_entropy(y_true, y_pred, unit_to_class: Sequence[int] | np.nda
       outside [0, 1].
 
   Example:
-    subclass_cross_entropy(labels, logits, layout.unit_to_class)
+    subclass_cross_entropy(labels, logits, layout.unit_to_class, from_logits=True)
   """
   return _subclass_cross_entropy(y_true, y_pred, _UnitGroups(unit_to_class), from_logits,
                                  _check_sibling_negative_weight(sibling_negative_weight))
@@ -271,11 +273,19 @@ class SubclassCrossEntropy(keras.losses.Loss):
 
   `call` returns each video's loss summed over units; the base class averages over
   the batch (`reduction`), so the default equals eq. (11). With one unit per class it
-  is `keras.losses.BinaryCrossentropy(from_logits=True)` times the number of classes.
+  is `keras.losses.BinaryCrossentropy(from_logits=...)` times the number of classes.
+
+  `from_logits` defaults to False, as in Keras' losses: `y_pred` holds probabilities
+  (a sigmoid output; on TensorFlow its cached logits are used, so the loss is the
+  stable logits form; elsewhere the probabilities are clipped to [ε, 1 - ε]). A
+  subclass network that outputs logits, as the package's do, takes
+  `from_logits=True`. `get_config` stores `from_logits` explicitly, so models saved
+  when the default was True load with the loss they were saved with.
 
   Args:
     unit_to_class: class id of every output unit (`SubclassLayout.unit_to_class`).
-    from_logits: `y_pred` holds logits (default; stable); False takes probabilities.
+    from_logits: whether `y_pred` holds logits (True) or probabilities (False, the
+      default, as in Keras).
     sibling_negative_weight: weight of the negative term of a positive class's other
       subclasses; 0 gives eq. (11), 1 plain per-unit cross-entropy.
     gamma_positive, gamma_negative, clip: focal / ASL focusing of the positive and
@@ -294,11 +304,11 @@ class SubclassCrossEntropy(keras.losses.Loss):
       an unknown `reduction`.
 
   Example:
-    loss = SubclassCrossEntropy(unit_to_class=layout.unit_to_class.tolist())
+    loss = SubclassCrossEntropy(layout.unit_to_class.tolist(), from_logits=True)
     logits_model.compile(optimizer="sgd", loss=loss)
   """
 
-  def __init__(self, unit_to_class: Sequence[int] | np.ndarray, from_logits: bool = True,
+  def __init__(self, unit_to_class: Sequence[int] | np.ndarray, from_logits: bool = False,
                sibling_negative_weight: float = 0.0, gamma_positive: float = 0.0,
                gamma_negative: float = 0.0, clip: float = 0.0,
                class_weights: Sequence[float] | None = None,

@@ -28,6 +28,21 @@ JSON (`to_dict`, `write_json`): `theta` (one number per class, null where NaN),
 `positive_minibatches` (per class, the minibatches of the latest window with a
 positive) and `history` (every window's `end_iteration`, `num_iterations`, `theta`
 and `score_values`).
+
+Why a wrapper and not the callback alone: `model.fit(callbacks=[NeglectionMonitor(...)])`
+on a plain Keras model cannot work in Keras 3, so fitting one raises a `TypeError`
+that says what to write instead (`attach_neglection_monitor`). θ needs the output
+layer's input h of every training step, which neither the step's logs nor any other
+callback hook carries, and the accumulators must be state of the model being fit:
+`fit` builds the train function from the model's own `train_step` (its `call` and
+`compute_loss`) before the first callback hook (`on_train_begin`) runs, and keeps it
+across fits; on JAX the compiled step is stateless and carries only the variables the
+model tracked when it was built, and a built Keras 3 layer refuses new variables ("You
+cannot add new elements of state ... to a layer that is already built"). Doing it in
+place would mean patching the user's model's methods and state behind their back, for
+this fit only, on every backend. The wrapper instead shares every layer and weight of
+the model, so training it trains the model (`wrapper.model` is the model, saved as
+usual), and the callback only reads it.
 """
 
 from __future__ import annotations
@@ -40,7 +55,6 @@ import numpy as np
 from absl import logging
 
 from yt8m_sdnn import artifacts
-from yt8m_sdnn.models import OUTPUT_LAYER_NAME
 from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.neglection.selection import select_neglected_classes
 from yt8m_sdnn.neglection.statistics import DEFAULT_EPSILON, check_no_positive
@@ -60,6 +74,11 @@ def _json_floats(values: np.ndarray) -> list[Optional[float]]:
 class NeglectionMonitor(keras.callbacks.Callback):
   """Computes θ (eq. 9) every τ training iterations of a `NeglectionTrackingModel`.
 
+  Fit the wrapper, not the plain model: `attach_neglection_monitor(model, tau=...)`
+  returns both, for any Keras model whose output is a sigmoid `Dense` (found without a
+  name). Fitting a plain model with the monitor raises a `TypeError` that shows those
+  lines; the module docstring says why a callback cannot do it alone.
+
   Args:
     tau: τ, iterations per window (≥ 1).
     no_positive: "skip" (default) averages r_i over the minibatches with a positive
@@ -74,6 +93,7 @@ class NeglectionMonitor(keras.callbacks.Callback):
   Raises:
     ValueError: for tau < 1, an unknown `no_positive` or `score`, or a
       `top_fraction` outside (0, 1] or negative `top_k`.
+    TypeError: from `fit`, when the model being fit is not a `NeglectionTrackingModel`.
 
   Example:
     wrapper, monitor = attach_neglection_monitor(build_cnn(1152, 3862), tau=500)
@@ -109,9 +129,21 @@ class NeglectionMonitor(keras.callbacks.Callback):
 
   def _tracking_model(self) -> NeglectionTrackingModel:
     if not isinstance(self.model, NeglectionTrackingModel):
+      name = getattr(self.model, "name", None)
       raise TypeError(
-          "NeglectionMonitor needs the model being fit to be a NeglectionTrackingModel "
-          f"(see attach_neglection_monitor). Received: {type(self.model).__name__}")
+          "NeglectionMonitor reads θ from a NeglectionTrackingModel, the training wrapper "
+          f"that sees each step's output layer; model {name!r} "
+          f"({type(self.model).__name__}) was fit directly. Wrap it (it shares the "
+          "model's layers and weights, so the model trains in place) and fit the "
+          "wrapper:\n"
+          f"    wrapper, monitor = attach_neglection_monitor(model, tau={self.tau})\n"
+          "    wrapper.compile(optimizer=..., loss=...)\n"
+          "    wrapper.fit(x, y, callbacks=[monitor])\n"
+          "    neglected = monitor.select()  # then save `model` as usual\n"
+          "The output layer is found automatically (a sigmoid Dense whose output is the "
+          "model's output) or named by output_layer=. A callback alone cannot add the "
+          "tracking to a plain model in Keras 3 (see the neglection.monitor module "
+          "docstring).")
     return self.model
 
   def on_train_begin(self, logs=None):
@@ -284,30 +316,45 @@ def attach_neglection_monitor(
     model: keras.Model, tau: int, *, no_positive: str = "skip",
     top_fraction: Optional[float] = DEFAULT_TOP_FRACTION, top_k: Optional[int] = None,
     log_dir: Optional[str] = None, score: str = scores_lib.DEFAULT_SCORE,
-    output_layer_name: str = OUTPUT_LAYER_NAME,
+    output_layer: str | keras.layers.Layer | None = None,
     outputs_are_logits: bool = False, include_bias: bool = False, method: str = "auto",
     epsilon: float = DEFAULT_EPSILON) -> tuple[NeglectionTrackingModel, NeglectionMonitor]:
   """Wraps `model` for θ tracking and makes the callback that reads it.
 
+  The documented way to measure θ on any Keras model, the package's or one's own:
+  the wrapper shares the model's layers and weights, so fitting the wrapper trains
+  the model itself.
+
   Args:
-    model: the model to train; see `NeglectionTrackingModel`.
-    tau, no_positive, top_fraction, top_k, log_dir, score: see `NeglectionMonitor`.
-    output_layer_name, outputs_are_logits, include_bias, method, epsilon: see
+    model: the model to train: functional or sequential, one output, the output of a
+      sigmoid `Dense` (or of a layer declaring `neglection_outputs`); see
       `NeglectionTrackingModel`.
+    tau, no_positive, top_fraction, top_k, log_dir, score: see `NeglectionMonitor`.
+    output_layer: that output layer, by name or as the layer; None (default) finds it
+      (`tracking.find_output_layer`: the layer named "predictions" if any, else the
+      layer whose output is the model's output).
+    outputs_are_logits, include_bias, method, epsilon: see `NeglectionTrackingModel`.
 
   Returns:
     (wrapper, monitor): compile and fit `wrapper` with `monitor` among the callbacks;
-    `wrapper.model` is `model`.
+    `wrapper.model` is `model`: save it, not the wrapper.
+
+  Raises:
+    ValueError: see `NeglectionMonitor` and `tracking.find_output_layer` (no usable
+      output layer found: the error lists the model's sigmoid Dense layers).
 
   Example:
-    wrapper, monitor = attach_neglection_monitor(build_logistic(1152, 3862), tau=200)
+    model = keras.Sequential([keras.Input((1152,)), keras.layers.Dense(256, "relu"),
+                              keras.layers.Dense(3862, "sigmoid")])
+    wrapper, monitor = attach_neglection_monitor(model, tau=200)
     wrapper.compile(optimizer=keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
     wrapper.fit(dataset, steps_per_epoch=200, callbacks=[monitor])
     monitor.write_json("train_dir/neglection.json")
+    model.save("model.keras")
   """
   monitor = NeglectionMonitor(tau, no_positive=no_positive, top_fraction=top_fraction,
                               top_k=top_k, log_dir=log_dir, score=score)
   wrapper = NeglectionTrackingModel(
-      model, output_layer_name=output_layer_name, outputs_are_logits=outputs_are_logits,
+      model, output_layer=output_layer, outputs_are_logits=outputs_are_logits,
       include_bias=include_bias, method=method, epsilon=epsilon)
   return wrapper, monitor

@@ -88,7 +88,75 @@ class NeglectionState:
     return int(round(self.num_minibatches / self.num_replicas))
 
 
-def find_output_layer(model: keras.Model, output_layer_name: str = OUTPUT_LAYER_NAME,
+def _output_producer(model: keras.Model):
+  """(the layer whose output is the model's one output or None, why there is none)."""
+  try:
+    outputs = model.outputs
+  except (AttributeError, ValueError):
+    outputs = None
+  if not outputs:
+    return None, ("its outputs are not reachable (build it with the functional or "
+                  "sequential API)")
+  if len(outputs) != 1:
+    return None, f"it has {len(outputs)} outputs"
+  history = getattr(outputs[0], "_keras_history", None)
+  operation = getattr(history, "operation", None)
+  if not isinstance(operation, keras.layers.Layer):
+    return None, "its output is not the output of a layer"
+  return operation, None
+
+
+def _qualifies(layer: keras.layers.Layer, outputs_are_logits: bool) -> bool:
+  """Whether θ can read `layer` as the output layer (sigmoid or linear Dense, or declared)."""
+  declared = getattr(layer, "neglection_outputs", None)
+  if declared is not None:
+    return declared == ("logits" if outputs_are_logits else "probabilities")
+  expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
+  return isinstance(layer, keras.layers.Dense) and layer.activation is expected
+
+
+def _candidates(model: keras.Model, outputs_are_logits: bool) -> list[str]:
+  return [layer.name for layer in model.layers if _qualifies(layer, outputs_are_logits)]
+
+
+def _resolve_output_layer(model: keras.Model, output_layer,
+                          outputs_are_logits: bool) -> keras.layers.Layer:
+  """The layer named or given by `output_layer`, or (None) the one found automatically."""
+  if isinstance(output_layer, keras.layers.Layer):
+    if not any(layer is output_layer for layer in model.layers):
+      raise ValueError(f"model {model.name!r} has no layer {output_layer.name!r} (the "
+                       "output_layer given is not one of its layers)")
+    return output_layer
+  if output_layer is not None:
+    try:
+      return model.get_layer(output_layer)
+    except ValueError:
+      raise ValueError(
+          f"model {model.name!r} has no layer named {output_layer!r}; pass "
+          "output_layer=None to find the sigmoid output Dense automatically, or one of "
+          f"its layer names: {[layer.name for layer in model.layers]}") from None
+  # The package's models name their output layer; they keep that name's checks.
+  if any(layer.name == OUTPUT_LAYER_NAME for layer in model.layers):
+    return model.get_layer(OUTPUT_LAYER_NAME)
+  producer, where = _output_producer(model)
+  if producer is not None and (isinstance(producer, keras.layers.Dense) or getattr(
+      producer, "neglection_outputs", None) is not None):
+    return producer  # a wrong activation or declaration is named by the checks below
+  kind = "linear (logits)" if outputs_are_logits else "sigmoid"
+  if producer is not None:
+    where = (f"its output comes from layer {producer.name!r} ({type(producer).__name__}), "
+             f"not a {kind} Dense")
+  activation = "no activation" if outputs_are_logits else 'activation="sigmoid"'
+  raise ValueError(
+      f"model {model.name!r}: cannot find the output layer for the neglection score "
+      f"automatically: {where}. θ needs a model with one output, the output of a {kind} "
+      f"Dense (or of a layer declaring neglection_outputs); {kind} Dense layers of the "
+      f"model: {_candidates(model, outputs_are_logits)}. Make one of them give the "
+      f"model's only output ({activation} on the Dense itself, not a separate "
+      "Activation layer); output_layer=<its name> names it")
+
+
+def find_output_layer(model: keras.Model, output_layer: str | keras.layers.Layer | None = None,
                       outputs_are_logits: bool = False) -> keras.layers.Layer:
   """The model's output layer, checked to be usable for eqs. (6)-(8).
 
@@ -105,9 +173,14 @@ def find_output_layer(model: keras.Model, output_layer_name: str = OUTPUT_LAYER_
       class).
   The declaration must match `outputs_are_logits`.
 
+  Found automatically (`output_layer=None`): the layer named `models.OUTPUT_LAYER_NAME`
+  ("predictions", the package's models) when the model has one, else the layer whose
+  output is the model's one output, e.g. the last `Dense(c, activation="sigmoid")` of
+  a user's `keras.Sequential`.
+
   Args:
     model: a built functional or sequential Keras model with one output.
-    output_layer_name: name of the output layer.
+    output_layer: the output layer, by name or as the layer itself; None finds it.
     outputs_are_logits: whether the layer outputs logits (the loss applies the
       sigmoid) instead of probabilities.
 
@@ -115,47 +188,45 @@ def find_output_layer(model: keras.Model, output_layer_name: str = OUTPUT_LAYER_
     The layer.
 
   Raises:
-    ValueError: naming what is wrong: no such layer, the model's output is not the
+    ValueError: naming what is wrong: no such layer, no layer found automatically
+      (listing the model's sigmoid Dense layers), the model's output is not the
       layer's output, the activation or declared `neglection_outputs` does not match,
       or the layer's input is not a (batch, features) matrix.
   """
-  try:
-    layer = model.get_layer(output_layer_name)
-  except ValueError:
-    raise ValueError(
-        f"model {model.name!r} has no layer named {output_layer_name!r}; the neglection "
-        "score needs the sigmoid output Dense to carry that name") from None
+  layer = _resolve_output_layer(model, output_layer, outputs_are_logits)
+  name = layer.name
   try:
     features, model_outputs = layer.input, model.outputs
   except (AttributeError, ValueError) as error:
     raise ValueError(
-        f"model {model.name!r}: the inputs of layer {output_layer_name!r} are not "
-        f"reachable ({error}); build the model with the functional or sequential "
-        "API") from None
+        f"model {model.name!r}: the inputs of layer {name!r} are not reachable "
+        f"({error}); build the model with the functional or sequential API") from None
   if len(model_outputs) != 1 or model_outputs[0] is not layer.output:
     raise ValueError(
-        f"model {model.name!r}: its output must be the output of layer "
-        f"{output_layer_name!r} (one output, nothing after the sigmoid layer)")
+        f"model {model.name!r}: its output must be the output of layer {name!r} (one "
+        "output, nothing after the sigmoid layer)")
   declared = getattr(layer, "neglection_outputs", None)
   if declared is not None:
     expected_outputs = "logits" if outputs_are_logits else "probabilities"
     if declared != expected_outputs:
       raise ValueError(
-          f"model {model.name!r}: layer {output_layer_name!r} declares "
-          f"neglection_outputs={declared!r}, expected {expected_outputs!r} for "
+          f"model {model.name!r}: layer {name!r} declares neglection_outputs="
+          f"{declared!r}, expected {expected_outputs!r} for "
           f"outputs_are_logits={outputs_are_logits}")
   else:
     activation = getattr(layer, "activation", None)
     expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
     if activation is not expected:
+      hint = ("; a model that outputs logits takes outputs_are_logits=True"
+              if activation is keras.activations.linear else "")
       raise ValueError(
-          f"model {model.name!r}: layer {output_layer_name!r} has activation "
+          f"model {model.name!r}: layer {name!r} has activation "
           f"{getattr(activation, '__name__', activation)!r}, expected "
-          f"{expected.__name__!r} for outputs_are_logits={outputs_are_logits}")
+          f"{expected.__name__!r} for outputs_are_logits={outputs_are_logits}{hint}")
   if len(features.shape) != 2 or features.shape[-1] is None:
     raise ValueError(
-        f"model {model.name!r}: layer {output_layer_name!r} takes inputs of shape "
-        f"{features.shape}, expected (batch, features) with a static feature width")
+        f"model {model.name!r}: layer {name!r} takes inputs of shape {features.shape}, "
+        "expected (batch, features) with a static feature width")
   return layer
 
 
@@ -200,7 +271,9 @@ class NeglectionTrackingModel(keras.Model):
       sigmoid `Dense` or of a layer declaring `neglection_outputs`, such as
       `models.MixtureOfExperts` (see `find_output_layer`); its layers and weights
       are shared.
-    output_layer_name: name of that layer.
+    output_layer: that layer, by name or as the layer; None (default) finds it: the
+      layer named `models.OUTPUT_LAYER_NAME` if there is one, else the layer whose
+      output is the model's output (see `find_output_layer`).
     outputs_are_logits: the layer outputs logits (no activation, or
       `neglection_outputs="logits"`) and the compiled loss takes them
       (`from_logits=True`); q = sigmoid(output) then.
@@ -220,17 +293,18 @@ class NeglectionTrackingModel(keras.Model):
     wrapper.model.save("cnn.keras")  # The wrapper itself is not saved.
   """
 
-  def __init__(self, model: keras.Model, output_layer_name: str = OUTPUT_LAYER_NAME,
+  def __init__(self, model: keras.Model,
+               output_layer: str | keras.layers.Layer | None = None,
                outputs_are_logits: bool = False, include_bias: bool = False,
                method: str = "auto", epsilon: float = DEFAULT_EPSILON, **kwargs):
     kwargs.setdefault("name", f"{model.name}_neglection_tracking")
     super().__init__(**kwargs)
-    layer = find_output_layer(model, output_layer_name, outputs_are_logits)
+    layer = find_output_layer(model, output_layer, outputs_are_logits)
     self.model = model
     # Shares the layers of `model`: one forward pass yields (x, output) for eqs. (6)-(8).
     self._tap = keras.Model(_input_structure(model), [layer.input, layer.output],
                             name=f"{model.name}_neglection_tap")
-    self.output_layer_name = output_layer_name
+    self.output_layer_name = layer.name  # the layer found or given
     self.outputs_are_logits = outputs_are_logits
     self.include_bias = include_bias
     self.method = check_method(method)

@@ -21,21 +21,30 @@ take them alike:
   subclass 2). The paper doubles the classes by augmentation before k-means; here
   k-means sees the original observations and the transform augments afterwards, as
   for Algorithm 1.
+
+`subclass_training_arrays` is the one call for numpy arrays and a Keras model of one's
+own: the selected classes split (Algorithm 1 in numpy, or k-means), the eq. (12)
+copies appended, the subclass multi-hot labels, and the `SubclassLayout` that
+`SubclassCrossEntropy` and `SubclassMerge` take. With Algorithm 1 it needs neither
+TensorFlow nor scikit-learn (it runs `arrays.py`), so it works on every Keras backend;
+TensorFlow is imported by `partition_in_memory` only, when called.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from yt8m_sdnn.data import formats
-from yt8m_sdnn.subclass import arrays, augment, passes, statistics
+from yt8m_sdnn.subclass import arrays, statistics
 from yt8m_sdnn.subclass import plan as plan_lib
+from yt8m_sdnn.subclass.layout import SubclassLayout
 
 METHODS = plan_lib.METHODS
+# The YT8M features (`data.formats.VISUAL_AUDIO`), written out: `data.formats` imports
+# TensorFlow, and this module imports it only inside `partition_in_memory`.
+_VISUAL_AUDIO = ("mean_rgb", "mean_audio")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -86,7 +95,7 @@ def _kmeans_anchors(members: np.ndarray, distances: np.ndarray, subclasses: np.n
 
 def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequence[int],
                         method: str = plan_lib.ALGORITHM1, num_subclasses: int = 2,
-                        seed: int = 0, feature_names: Sequence[str] = formats.VISUAL_AUDIO,
+                        seed: int = 0, feature_names: Sequence[str] = _VISUAL_AUDIO,
                         extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION
                         ) -> InMemoryPartition:
   """Splits each selected class of an in-memory data set into subclasses.
@@ -113,6 +122,10 @@ def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequ
     result = partition_in_memory(x_train, y_train, selected=[3, 5], method="kmeans")
     dataset = dataset.map(augment.make_subclass_transform(result.plan))
   """
+  # TensorFlow computes the distances and the assignment as the streaming passes do
+  # (same ops, same rounding); imported here so the module imports without it.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn.subclass import augment, passes  # pylint: disable=import-outside-toplevel
   if method not in METHODS:
     raise ValueError(f"Expected method to be one of {list(METHODS)}. Received: "
                      f"method={method!r}")
@@ -163,3 +176,84 @@ def partition_in_memory(features: np.ndarray, labels: np.ndarray, selected: Sequ
   counts = np.stack([(subclasses == j).sum(axis=0) for j in range(num_subclasses)], axis=-1)
   plan = dataclasses.replace(draft, anchors=anchors, subclass_counts=counts)
   return InMemoryPartition(plan=plan, subclasses=subclasses)
+
+
+class SubclassTrainingArrays(NamedTuple):
+  """What `subclass_training_arrays` returns; unpacks as (features, labels, layout).
+
+  Attributes:
+    features: (n + copies, f) float32, the originals then the eq. (12) copies.
+    labels: (n + copies, layout.num_units) float32 subclass multi-hot labels, one
+      column per output unit of the subclass network.
+    layout: the units: `layout.unit_to_class` for `SubclassCrossEntropy` and
+      `SubclassMerge`, `layout.num_units` the width of the subclass output layer,
+      `layout.num_classes` that of the merged class scores.
+  """
+  features: np.ndarray
+  labels: np.ndarray
+  layout: SubclassLayout
+
+
+def subclass_training_arrays(features: np.ndarray, labels: np.ndarray,
+                             selected: Sequence[int], augment: bool = True,
+                             extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION,
+                             method: str = plan_lib.ALGORITHM1, num_subclasses: int = 2,
+                             seed: int = 0) -> SubclassTrainingArrays:
+  """The subclass training set of an in-memory multilabel data set, in one call.
+
+  Splits each selected class into subclasses (Algorithm 1, or k-means), labels every
+  example in the subclass it falls in (a split class's own column keeps the members of
+  its first subclass, the other subclasses get columns num_classes, num_classes + 1,
+  ... in the layout's order), and with `augment` appends one eq. (12) copy
+  x' = λ(x − anchor) + x of every example of a selected class, labelled as its
+  original (an example in several selected classes extrapolates from the anchor of
+  the most neglected one, first in `selected`). The same rules as the tf.data
+  transform (`augment.make_subclass_transform`, tested equal); copies come after all
+  originals, so fit with `shuffle=True` (Keras' default for arrays).
+
+  Algorithm 1 runs in numpy (`arrays.partition_arrays`, `arrays.subclass_arrays`), so
+  this works on every Keras backend without TensorFlow; "kmeans" goes through
+  `partition_in_memory` (TensorFlow and scikit-learn). For the plan itself (to save
+  it, or to transform a tf.data stream) call those directly.
+
+  Args:
+    features: (n, f) features as the model sees them.
+    labels: (n, num_classes) multi-hot (or one-hot) class labels.
+    selected: the classes to split, most neglected first, e.g. `monitor.select()`.
+    augment: append the eq. (12) copies (the paper's recipe); False relabels only.
+    extrapolation: λ of eq. (12) (the paper's 0.5).
+    method: "algorithm1" (two subclasses, the paper's video recipe) or "kmeans".
+    num_subclasses: H; 2 for Algorithm 1.
+    seed: k-means initialization seed.
+
+  Returns:
+    `SubclassTrainingArrays(features, labels, layout)`.
+
+  Raises:
+    ValueError: empty or mismatched arrays, a selected class out of range or repeated,
+      an unknown method, or num_subclasses other than 2 for Algorithm 1.
+
+  Example:
+    x_sub, y_sub, layout = subclass_training_arrays(x, y, monitor.select())
+    logits = keras.layers.Dense(layout.num_units)(hidden)
+    probabilities = SubclassMerge(layout.unit_to_class, layout.num_classes)(
+        keras.layers.Activation("sigmoid")(logits))
+    train_model.compile("adam", SubclassCrossEntropy(layout.unit_to_class,
+                                                     from_logits=True))
+  """
+  if method not in METHODS:
+    raise ValueError(f"Expected method to be one of {list(METHODS)}. Received: "
+                     f"method={method!r}")
+  if method == plan_lib.ALGORITHM1:
+    if num_subclasses != 2:
+      raise ValueError("Algorithm 1 splits a class in two; num_subclasses must be 2 (use "
+                       f"method='kmeans' for more). Received: num_subclasses={num_subclasses}")
+    plan = arrays.partition_arrays(features, labels, selected, feature_names=_VISUAL_AUDIO,
+                                   extrapolation=extrapolation)
+  else:
+    plan = partition_in_memory(features, labels, selected, method=method,
+                               num_subclasses=num_subclasses, seed=seed,
+                               extrapolation=extrapolation).plan
+  new_features, new_labels = arrays.subclass_arrays(features, labels, plan, split=True,
+                                                    augment=bool(augment))
+  return SubclassTrainingArrays(new_features, new_labels, plan.layout)
