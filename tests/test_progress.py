@@ -86,3 +86,17 @@ def test_evaluation_and_prediction_passes_log_their_progress(shards, tmp_path, m
       shards, num_classes=NUM_CLASSES, batch_size=32, include_ids=True),
       str(tmp_path / "out.csv"))
   assert "prediction: 96 videos written" in lines[-1]
+
+
+def test_the_terminal_bar_knows_the_epoch_total_after_the_first_epoch(capsys):
+  features = np.random.default_rng(1).normal(size=(64, 4)).astype("float32")
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="sigmoid")])
+  model.compile(optimizer="sgd", loss="binary_crossentropy")
+  progress = callbacks.TerminalProgress(num_epochs=2)
+  for epoch in range(2):  # as `train` runs: one `fit` per epoch
+    model.fit(features, (features > 0).astype("float32"), batch_size=8, initial_epoch=epoch,
+              epochs=epoch + 1, verbose=0, callbacks=[progress])
+  out = capsys.readouterr().out
+  first, second = out.split("Epoch 2/2")
+  assert "Epoch 1/2" in first and "8/Unknown" in first
+  assert "8/8" in second and "Unknown" not in second

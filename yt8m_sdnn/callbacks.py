@@ -206,3 +206,34 @@ class ProgressLog(keras.callbacks.Callback):
     if self._step:
       self._write(self._line(logs) + f", epoch done in {_duration(time.perf_counter() - self._start)}")
       self._total = self._total or self._step  # an epoch is one pass: the next has as many
+
+
+class TerminalProgress(keras.callbacks.Callback):
+  """Keras' progress bar on a terminal, with the epoch's total once it is known.
+
+  Each epoch is its own `fit` on a one-pass stream, so Keras' own bar reads `N/Unknown`;
+  this one takes `steps_per_epoch`, or the first epoch's count, as every later
+  epoch's target (and shows the time left).
+  """
+
+  def __init__(self, num_epochs: int, steps_per_epoch: int | None = None,
+               skipped_steps: int = 0):
+    super().__init__()
+    self._num_epochs, self._total, self._skipped = num_epochs, steps_per_epoch, skipped_steps
+    self._bar, self._step = None, 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    print(f"Epoch {epoch + 1}/{self._num_epochs}")
+    self._bar = keras.utils.Progbar(self._total, stateful_metrics=["loss"])
+    self._step, self._skipped = self._skipped, 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+    self._bar.update(self._step, [(key, float(value)) for key, value in (logs or {}).items()
+                                  if key == "loss"])
+
+  def on_epoch_end(self, epoch, logs=None):
+    values = [(key, float(value)) for key, value in (logs or {}).items()
+              if key in ("loss", "val_gap")]
+    self._bar.update(self._step, values, finalize=True)
+    self._total = self._total or self._step

@@ -463,10 +463,11 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
           train_config.keep_checkpoints, examples) + [clock] + list(extra_callbacks) + [step_backup]
   # A progress bar on a terminal; piped to a file, plain lines (`callbacks.ProgressLog`).
   bar = sys.stdout.isatty() and not train_config.log_every
-  if not bar:
-    callbacks.insert(-1, callbacks_lib.ProgressLog(
-        train_config.num_epochs, examples, train_config.steps_per_epoch,
-        every_steps=train_config.log_every, skipped_steps=start_step))
+  callbacks.insert(-1, callbacks_lib.TerminalProgress(
+      train_config.num_epochs, train_config.steps_per_epoch, skipped_steps=start_step)
+      if bar else callbacks_lib.ProgressLog(
+          train_config.num_epochs, examples, train_config.steps_per_epoch,
+          every_steps=train_config.log_every, skipped_steps=start_step))
   history: dict = {}
   try:
     for epoch in range(start_epoch, train_config.num_epochs):
@@ -489,7 +490,7 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
             _counting(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
             steps_per_epoch=steps, callbacks=callbacks,
             shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
-            verbose=1 if bar else 0)
+            verbose=0)  # progress: `callbacks_lib.TerminalProgress` or `ProgressLog`
       for key, values in epoch_history.history.items():
         history.setdefault(key, []).extend(values)
   except reader.READ_ERRORS as error:
