@@ -110,8 +110,9 @@ def test_two_cpu_workers_train_and_evaluate_like_one_process(tmp_path):
   assert (train_dir / "model.keras").exists()
   assert not (train_dir / ".workers").exists() or not any((train_dir / ".workers").iterdir())
   # Synchronous training: both workers end with the same loss.
+  # (The last epoch's progress line: "epoch 2/2, step N/N, loss X, ..., epoch done in ...")
   last_losses = [[line for line in stdout.splitlines() + stderr.splitlines()
-                  if "loss:" in line][-1].split("loss:")[-1].strip()
+                  if "epoch done in" in line][-1].split("loss ")[1].split(",")[0]
                  for stdout, stderr in outputs]
   assert last_losses[0] == last_losses[1]
   # The workers' metrics are those of one process evaluating the saved model.
