@@ -154,6 +154,10 @@ def test_binary_runs_as_a_file(binary, tmp_path):
   assert "Traceback" not in result.stderr, result.stderr[-2000:]
   assert f"{binary.stem}.py:" in result.stdout or "flags:" in result.stdout, result.stdout[:500]
   assert "--" in result.stdout
+  if binary.stem in ("yt8m_train", "yt8m_pipeline"):  # --help shows the shared flag sets too
+    for flag in ("--feature_names", "--num_classes", "--batch_size", "--loss", "--strategy",
+                 "--log_every", "--learning_rate", "--val_data"):
+      assert f"  {flag}:" in result.stdout, flag
 
 
 # Where the registered Keras objects lived before the losses became a package.
