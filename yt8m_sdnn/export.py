@@ -12,7 +12,7 @@ one serving function, `serve`, registered under the signature keys "serve" and
 video's `feature_names` concatenated in that order (2018 release: mean_rgb 1024, then
 mean_audio 128; a frame-level model takes its frames dequantized and mean-pooled, as
 the reader pools them). The function L2-normalizes each modality exactly as the
-reader does before the model sees it (`decoding._l2_normalize`), so raw features
+reader does before the model sees it (`decoding.l2_normalize`), so raw features
 work; already-normalized ones pass through unchanged up to float32 rounding. The
 outputs are class probabilities: for a subclass network (`SubclassMerge` after the
 sigmoid) the max over each class's subclasses, as `model.keras` returns them.
@@ -41,6 +41,7 @@ import keras
 import tensorflow as tf
 
 from yt8m_sdnn import artifacts, training
+from yt8m_sdnn.data import decoding
 
 SIGNATURE_NAME = "serving_default"
 ENDPOINT_NAME = "serve"
@@ -53,9 +54,7 @@ def _normalize_modalities(features: tf.Tensor, feature_sizes) -> tf.Tensor:
   """Each modality divided by max(its L2 norm, 1e-6): the reader's normalization."""
   parts = tf.split(features, list(feature_sizes), axis=1) if len(feature_sizes) > 1 else [
       features]
-  normalized = [part * (1.0 / tf.maximum(tf.sqrt(tf.reduce_sum(tf.square(part), axis=1,
-                                                                keepdims=True)), 1e-6))
-                for part in parts]
+  normalized = [decoding.l2_normalize(part)[0] for part in parts]  # the reader's own
   return normalized[0] if len(normalized) == 1 else tf.concat(normalized, axis=1)
 
 

@@ -136,7 +136,7 @@ def _constant(text: str) -> Callable:
   return lambda row: tf.constant(text)
 
 
-def _l2_normalize(values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def l2_normalize(values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """(values / max(‖row‖, 1e-6), row sums of squares), the same bits in any batch.
 
   `tf.math.l2_normalize` multiplies by `rsqrt` (and Grappler turns `1 / sqrt` into
@@ -173,7 +173,7 @@ def _checked_content(config, parts: list[tf.Tensor], labels: tf.SparseTensor, id
                      id_checks: list[_Check] = ()):
   """Normalizes the features and checks ids, values and labels."""
   num_rows = tf.shape(parts[0], out_type=tf.int64)[0]
-  normalized, square_sums = zip(*[_l2_normalize(part) for part in parts])
+  normalized, square_sums = zip(*[l2_normalize(part) for part in parts])
   # A row's sum of squares is finite exactly when its values are, unless a value is
   # so large (|x| > ~1e17) that its square overflows: refused too, it would
   # normalize to zeros. One value per row to check instead of every value.
