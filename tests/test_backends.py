@@ -136,9 +136,10 @@ def _loss_pieces(numbers: dict) -> None:
   for name, loss, inputs in (
       ("eq3", losses.SigmoidCrossEntropy(from_logits=True), class_logits),
       ("eq3_probabilities", losses.SigmoidCrossEntropy(), probabilities[:, :NUM_CLASSES]),
-      ("asl", rl.AsymmetricLoss(), class_logits),
-      ("asl_focused", rl.AsymmetricLoss(1.0, 0.5, 0.2), class_logits),
-      ("class_balanced", rl.ClassBalancedCrossEntropy(CLASS_WEIGHTS), class_logits),
+      ("asl", rl.AsymmetricLoss(from_logits=True), class_logits),
+      ("asl_focused", rl.AsymmetricLoss(1.0, 0.5, 0.2, from_logits=True), class_logits),
+      ("class_balanced", rl.ClassBalancedCrossEntropy(CLASS_WEIGHTS, from_logits=True),
+       class_logits),
       ("focal", rl.SummedBinaryFocalCrossentropy(gamma=2.0, from_logits=True), moderate)):
     _loss_numbers(numbers, name, loss, class_labels, inputs)
   counts = [40, 3, 0, 12, 7]

@@ -29,7 +29,8 @@ def _numpy_asl(labels, logits, gamma_positive, gamma_negative, clip):
 @pytest.mark.parametrize("gamma_positive,gamma_negative,clip",
                          [(0.0, 4.0, 0.05), (1.0, 2.0, 0.0), (0.0, 0.0, 0.0), (2.0, 0.5, 0.2)])
 def test_asymmetric_loss_matches_its_formula(gamma_positive, gamma_negative, clip):
-  got = rl.asymmetric_loss(LABELS, LOGITS, gamma_positive, gamma_negative, clip).numpy()
+  got = rl.asymmetric_loss(LABELS, LOGITS, gamma_positive, gamma_negative, clip,
+                           from_logits=True).numpy()
   np.testing.assert_allclose(got, _numpy_asl(LABELS, LOGITS, gamma_positive, gamma_negative,
                                              clip), rtol=1e-5, atol=1e-6)
 
@@ -37,7 +38,7 @@ def test_asymmetric_loss_matches_its_formula(gamma_positive, gamma_negative, cli
 def test_asymmetric_loss_without_focusing_is_cross_entropy():
   # γ+ = γ- = m = 0 leaves -[y ln p + (1 - y) ln(1 - p)] summed over classes.
   expected = keras.losses.binary_crossentropy(LABELS, LOGITS, from_logits=True).numpy() * 5
-  got = rl.AsymmetricLoss(0.0, 0.0, 0.0, reduction=None)(LABELS, LOGITS).numpy()
+  got = rl.AsymmetricLoss(0.0, 0.0, 0.0, from_logits=True, reduction=None)(LABELS, LOGITS).numpy()
   np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -46,7 +47,7 @@ def test_asymmetric_loss_discards_easy_negatives():
   logits = tf.constant([[-5.0]])
   with tf.GradientTape() as tape:
     tape.watch(logits)
-    value = rl.asymmetric_loss([[0.0]], logits, clip=0.05)
+    value = rl.asymmetric_loss([[0.0]], logits, clip=0.05, from_logits=True)
   assert value.numpy()[0] == 0.0
   assert tape.gradient(value, logits).numpy()[0, 0] == 0.0
 
@@ -57,7 +58,7 @@ def test_asymmetric_loss_is_finite_for_extreme_logits(gamma_negative):
   labels = tf.constant([[1.0, 0.0, 1.0, 0.0]])
   with tf.GradientTape() as tape:
     tape.watch(logits)
-    value = rl.asymmetric_loss(labels, logits, 1.0, gamma_negative, 0.05)
+    value = rl.asymmetric_loss(labels, logits, 1.0, gamma_negative, 0.05, from_logits=True)
   assert np.isfinite(value.numpy()).all()
   assert np.isfinite(tape.gradient(value, logits).numpy()).all()
   # -ln σ(-300) for the positive: the logit itself, not a clipped log.
@@ -78,8 +79,8 @@ def test_stable_softplus_gradient_is_the_sigmoid_even_at_zero():
 def test_asymmetric_loss_from_probabilities_uses_the_logits():
   probabilities = keras.layers.Activation("sigmoid")(tf.constant(LOGITS))
   from_probabilities = rl.asymmetric_loss(LABELS, probabilities, from_logits=False)
-  np.testing.assert_allclose(from_probabilities.numpy(),
-                             rl.asymmetric_loss(LABELS, LOGITS).numpy(), rtol=1e-4)
+  from_logits = rl.asymmetric_loss(LABELS, LOGITS, from_logits=True)
+  np.testing.assert_allclose(from_probabilities.numpy(), from_logits.numpy(), rtol=1e-4)
 
 
 def test_class_balanced_weights_by_hand():
@@ -111,7 +112,7 @@ def test_class_balanced_cross_entropy_matches_its_formula():
   p = _sigmoid(LOGITS)
   cross_entropy = -(LABELS * np.log(p) + (1 - LABELS) * np.log(1 - p)).sum(-1)
   expected = (_numpy_video_weights(LABELS, weights) * cross_entropy).mean()
-  loss = rl.ClassBalancedCrossEntropy(weights.tolist())
+  loss = rl.ClassBalancedCrossEntropy(weights.tolist(), from_logits=True)
   np.testing.assert_allclose(loss(LABELS, LOGITS).numpy(), expected, rtol=1e-5)
 
 
@@ -123,13 +124,13 @@ def test_class_balanced_cross_entropy_by_hand():
   #   [0, 0, 0]: no positive, w = 1     → 3 ln 2
   # (Each class's own terms weighted by its α would give Σα·ln 2 = 3 ln 2 for all three.)
   labels = np.array([[1, 1, 0], [0, 0, 1], [0, 0, 0]], np.float32)
-  loss = rl.ClassBalancedCrossEntropy([0.5, 1.0, 1.5], reduction=None)
+  loss = rl.ClassBalancedCrossEntropy([0.5, 1.0, 1.5], from_logits=True, reduction=None)
   np.testing.assert_allclose(loss(labels, np.zeros((3, 3), np.float32)).numpy(),
                              np.array([2.25, 4.5, 3.0]) * np.log(2.0), rtol=1e-6)
   # The default reduction averages over the batch: (2.25 + 4.5 + 3) / 3 = 3.25 ln 2.
-  np.testing.assert_allclose(
-      rl.ClassBalancedCrossEntropy([0.5, 1.0, 1.5])(labels, np.zeros((3, 3))).numpy(),
-      3.25 * np.log(2.0), rtol=1e-6)
+  mean = rl.ClassBalancedCrossEntropy([0.5, 1.0, 1.5], from_logits=True)
+  np.testing.assert_allclose(mean(labels, np.zeros((3, 3))).numpy(), 3.25 * np.log(2.0),
+                             rtol=1e-6)
 
 
 @pytest.mark.parametrize("labels,expected", [
@@ -156,7 +157,7 @@ FREQUENT_RARE_WEIGHTS = [0.1, 1.9]  # α of a frequent class 0 and a rare class 
 
 
 @pytest.mark.parametrize("loss", [
-    rl.ClassBalancedCrossEntropy(FREQUENT_RARE_WEIGHTS, reduction=None),
+    rl.ClassBalancedCrossEntropy(FREQUENT_RARE_WEIGHTS, from_logits=True, reduction=None),
     losses.SubclassCrossEntropy([0, 1], from_logits=True, class_weights=FREQUENT_RARE_WEIGHTS,
                                 reduction=None),
     # Class 1 split into units 1 and 2: the video is in its subclass 2.
@@ -198,7 +199,7 @@ def test_summed_focal_is_keras_focal_times_the_classes():
   # Keras' focal with the same γ equals ASL with γ+ = γ- = γ and no shift.
   np.testing.assert_allclose(
       loss(LABELS, LOGITS).numpy(),
-      rl.AsymmetricLoss(gamma, gamma, 0.0)(LABELS, LOGITS).numpy(), rtol=1e-5)
+      rl.AsymmetricLoss(gamma, gamma, 0.0, from_logits=True)(LABELS, LOGITS).numpy(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("loss", [
@@ -212,6 +213,24 @@ def test_losses_round_trip_through_keras_serialization(loss):
   assert restored.get_config() == loss.get_config()
   inputs = LOGITS if getattr(loss, "from_logits", True) else _sigmoid(LOGITS).astype(np.float32)
   np.testing.assert_allclose(restored(LABELS, inputs).numpy(), loss(LABELS, inputs).numpy())
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: rl.AsymmetricLoss(1.0, 3.0, 0.1, **kw),
+    lambda **kw: rl.ClassBalancedCrossEntropy([0.5, 1.0, 1.5, 1.0, 1.0], **kw),
+], ids=["asymmetric", "class_balanced"])
+def test_losses_take_probabilities_by_default_like_keras(make):
+  # A model ending in a sigmoid compiles with the loss as it comes, as with Keras' own
+  # BinaryCrossentropy; logits need from_logits=True.
+  probabilities = _sigmoid(LOGITS).astype(np.float32)
+  np.testing.assert_allclose(make()(LABELS, probabilities).numpy(),
+                             make(from_logits=True)(LABELS, LOGITS).numpy(), rtol=1e-4)
+  # A configuration saved before the default changed stores from_logits=True explicitly
+  # and still reads logits.
+  config = make(from_logits=True).get_config()
+  restored = type(make()).from_config(config)
+  np.testing.assert_allclose(restored(LABELS, LOGITS).numpy(),
+                             make(from_logits=True)(LABELS, LOGITS).numpy(), rtol=1e-6)
 
 
 def test_asymmetric_loss_rejects_bad_hyperparameters():
@@ -229,14 +248,14 @@ def test_subclass_loss_without_a_split_equals_the_reweighted_losses():
   identity = list(range(5))
   asl = losses.SubclassCrossEntropy(identity, from_logits=True, gamma_positive=1.0,
                                     gamma_negative=4.0, clip=0.05)
-  np.testing.assert_allclose(asl(LABELS, LOGITS).numpy(),
-                             rl.AsymmetricLoss(1.0, 4.0, 0.05)(LABELS, LOGITS).numpy(),
+  plain_asl = rl.AsymmetricLoss(1.0, 4.0, 0.05, from_logits=True)
+  np.testing.assert_allclose(asl(LABELS, LOGITS).numpy(), plain_asl(LABELS, LOGITS).numpy(),
                              rtol=1e-5)
   weights = [0.5, 2.0, 1.0, 0.25, 1.25]
   balanced = losses.SubclassCrossEntropy(identity, from_logits=True, class_weights=weights)
+  plain_balanced = rl.ClassBalancedCrossEntropy(weights, from_logits=True)
   np.testing.assert_allclose(balanced(LABELS, LOGITS).numpy(),
-                             rl.ClassBalancedCrossEntropy(weights)(LABELS, LOGITS).numpy(),
-                             rtol=1e-5)
+                             plain_balanced(LABELS, LOGITS).numpy(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("gamma_positive,gamma_negative,clip", [(0.5, 2.0, 0.1), (0.0, 0.0, 0.0)])

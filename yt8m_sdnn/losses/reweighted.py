@@ -75,15 +75,15 @@ def _check_nonnegative(**values) -> None:
 
 
 def asymmetric_loss(y_true, y_pred, gamma_positive: float = 0.0, gamma_negative: float = 4.0,
-                    clip: float = 0.05, from_logits: bool = True) -> Tensor:
+                    clip: float = 0.05, from_logits: bool = False) -> Tensor:
   """ASL per video, summed over classes (see the module docstring).
 
   Args:
     y_true: (batch, classes) multi-hot labels.
-    y_pred: (batch, classes) logits, or probabilities with `from_logits=False`.
+    y_pred: (batch, classes) probabilities, or logits with `from_logits=True`.
     gamma_positive, gamma_negative: focusing of the positive and negative terms.
     clip: m, the probability shift of the negatives (0: none).
-    from_logits: whether `y_pred` holds logits.
+    from_logits: whether `y_pred` holds logits; False (default) as in Keras' losses.
 
   Returns:
     (batch,) float32.
@@ -98,14 +98,16 @@ def asymmetric_loss(y_true, y_pred, gamma_positive: float = 0.0, gamma_negative:
 class AsymmetricLoss(keras.losses.Loss):
   """The asymmetric loss of Ridnik et al. (ICCV 2021), summed over classes.
 
-  Defaults are the paper's multilabel setting: γ+ = 0, γ- = 4, m = 0.05.
+  Defaults are the paper's multilabel setting: γ+ = 0, γ- = 4, m = 0.05. `from_logits`
+  defaults to False, as in Keras' losses (a model ending in a sigmoid); `get_config`
+  stores it, so saved models load with the value they were trained with.
 
   Example:
-    model.compile(optimizer="adam", loss=AsymmetricLoss(from_logits=False))
+    model.compile(optimizer="adam", loss=AsymmetricLoss())  # sigmoid outputs
   """
 
   def __init__(self, gamma_positive: float = 0.0, gamma_negative: float = 4.0,
-               clip: float = 0.05, from_logits: bool = True, name: str = "asymmetric_loss",
+               clip: float = 0.05, from_logits: bool = False, name: str = "asymmetric_loss",
                reduction: str = "sum_over_batch_size", dtype=None):
     super().__init__(name=name, reduction=reduction, dtype=dtype)
     _check_nonnegative(gamma_positive=gamma_positive, gamma_negative=gamma_negative)
@@ -153,14 +155,14 @@ def class_balanced_sample_weights(class_labels, class_weights) -> Tensor:
 
 
 def class_balanced_cross_entropy(y_true, y_pred, class_weights,
-                                 from_logits: bool = True) -> Tensor:
+                                 from_logits: bool = False) -> Tensor:
   """CB(p, y) = w_v · Σ_c BCE(y_vc, p_vc) per video v (Cui et al. 2019, sigmoid variant).
 
   Args:
     y_true: (batch, classes) multi-hot labels.
-    y_pred: (batch, classes) logits, or probabilities with `from_logits=False`.
+    y_pred: (batch, classes) probabilities, or logits with `from_logits=True`.
     class_weights: (classes,) α; w_v is `class_balanced_sample_weights(y_true, α)`.
-    from_logits: whether `y_pred` holds logits.
+    from_logits: whether `y_pred` holds logits; False (default) as in Keras' losses.
 
   Returns:
     (batch,) float32.
@@ -185,7 +187,8 @@ class ClassBalancedCrossEntropy(keras.losses.Loss):
 
   Args:
     class_weights: α, one weight per class (`class_balanced_weights(counts, beta)`).
-    from_logits: whether `y_pred` holds logits.
+    from_logits: whether `y_pred` holds logits; False (default, sigmoid outputs) as in
+      Keras' losses. Stored by `get_config`.
     name, reduction, dtype: as `keras.losses.Loss`.
 
   Raises:
@@ -197,7 +200,7 @@ class ClassBalancedCrossEntropy(keras.losses.Loss):
     model.compile(optimizer="adam", loss=ClassBalancedCrossEntropy(weights.tolist()))
   """
 
-  def __init__(self, class_weights: Sequence[float], from_logits: bool = True,
+  def __init__(self, class_weights: Sequence[float], from_logits: bool = False,
                name: str = "class_balanced_cross_entropy",
                reduction: str = "sum_over_batch_size", dtype=None):
     super().__init__(name=name, reduction=reduction, dtype=dtype)
