@@ -295,16 +295,6 @@ class TrainResult:
     return self.examples / self.seconds if self.seconds else math.nan
 
 
-def _counting(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset:
-  """Adds each batch's size to `counter` as it is consumed, augmented copies included."""
-
-  def count(*batch):
-    with tf.control_dependencies([counter.assign_add(tf.shape(batch[0], out_type=tf.int64)[0])]):
-      return tuple(tf.identity(part) for part in batch)
-
-  return dataset.map(count)
-
-
 def set_seed(train_config: TrainConfig, reader_config: reader.ReaderConfig) -> None:
   """Seeds Python, numpy and TensorFlow with `train_config.seed` (nothing when None).
 
@@ -487,7 +477,7 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
           # stream had been cut short.
           warnings.filterwarnings("ignore", message="Your input ran out of data")
         epoch_history = model.fit(
-            _counting(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
+            reader.counted(dataset, examples), initial_epoch=epoch, epochs=epoch + 1,
             steps_per_epoch=steps, callbacks=callbacks,
             shuffle=False,  # the reader shuffles; Keras cannot shuffle a stream
             verbose=0)  # progress: `callbacks_lib.TerminalProgress` or `ProgressLog`

@@ -32,8 +32,8 @@ from yt8m_sdnn.data import decoding, feature_cache, scan
 from yt8m_sdnn.data.config import READ_ERRORS, DataError, ReaderConfig
 from yt8m_sdnn.data.files import resolve_files
 
-__all__ = ["DataError", "READ_ERRORS", "ReaderConfig", "build_dataset", "explain_error",
-           "open_cache"]
+__all__ = ["DataError", "READ_ERRORS", "ReaderConfig", "build_dataset", "counted",
+           "explain_error", "open_cache"]
 
 
 def _fast_parser(config: ReaderConfig):
@@ -214,6 +214,21 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=config.deterministic)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def counted(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset:
+  """`dataset` adding each batch's size to `counter` (int64) as it is consumed.
+
+  One `assign_add` per batch; values pass through unchanged. Training counts the
+  examples it fits on (augmented copies included), Algorithm 1's passes the videos
+  they read.
+  """
+
+  def count(*batch):
+    with tf.control_dependencies([counter.assign_add(tf.shape(batch[0], out_type=tf.int64)[0])]):
+      return tuple(tf.identity(part) for part in batch)
+
+  return dataset.map(count)
 
 
 def explain_error(error: Exception, config: ReaderConfig | None = None) -> Exception:

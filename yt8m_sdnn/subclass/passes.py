@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from yt8m_sdnn.data import reader
 from yt8m_sdnn.subclass.split_search import COLLECT, EXTREMES, ZOOM, SplitSearch
 from yt8m_sdnn.subclass.statistics import (KEY_MAX, MeanStatistics, RefineStatistics,
                                            SplitStatistics, check_selected)
@@ -43,11 +44,6 @@ def reporting_progress(dataset: tf.data.Dataset, what: str):
   unchanged.
   """
   counter = tf.Variable(tf.constant(0, tf.int64), trainable=False)
-
-  def count(*batch):
-    with tf.control_dependencies([counter.assign_add(tf.shape(batch[0], out_type=tf.int64)[0])]):
-      return tuple(tf.identity(part) for part in batch)
-
   done, start = threading.Event(), time.perf_counter()
 
   def report():
@@ -59,7 +55,7 @@ def reporting_progress(dataset: tf.data.Dataset, what: str):
   thread = threading.Thread(target=report, daemon=True)
   thread.start()
   try:
-    yield dataset.map(count)
+    yield reader.counted(dataset, counter)
   finally:
     done.set()
     thread.join()
