@@ -211,3 +211,24 @@ def test_weight_decay_is_one_pull_whatever_the_optimizer():
   # Zero gradient: only the decay moves the kernel, by lr·λ·w = 0.1·0.01·1; bias untouched.
   np.testing.assert_allclose(kernel.numpy(), np.full((2, 2), 1 - 0.001), rtol=1e-6)
   np.testing.assert_array_equal(bias.numpy(), np.ones(2))
+
+
+def test_scoring_every_epoch_reuses_one_compiled_forward_pass():
+  # Validation calls `evaluate` after each epoch; a fresh tf.function per call would
+  # trace the model again every epoch. The cached pass follows the weights and does not
+  # keep the model alive.
+  import gc  # pylint: disable=import-outside-toplevel
+  import weakref  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model = _tiny_model()
+  features = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+  dataset = tf.data.Dataset.from_tensor_slices((features, np.zeros((2, 1), np.float32))).batch(2)
+  for epoch in range(3):
+    model.get_layer("dense").kernel.assign(np.full((2, 1), float(epoch), np.float32))
+    (scores, _), = list(evaluation.score_batches(model, dataset))
+    np.testing.assert_allclose(scores[:, 0], epoch * features.sum(1))
+  assert evaluation._FORWARD[model].experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  alive = weakref.ref(model)
+  del model
+  gc.collect()
+  assert alive() is None

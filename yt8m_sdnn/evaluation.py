@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator
+import weakref
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -35,9 +36,25 @@ def check_model_fits(model: keras.Model, reader_config: reader.ReaderConfig) -> 
         f"{reader_config.num_classes} (--num_classes)")
 
 
+# One compiled forward pass per model, kept while the model lives: validation after
+# every epoch reuses it instead of tracing a new function each time.
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _forward(model: keras.Model) -> Callable:
+  forward = _FORWARD.get(model)
+  if forward is None:
+    # The function holds the model weakly, so the cache entry goes with the model.
+    model_ref = weakref.ref(model)
+    forward = tf.function(lambda features: model_ref()(features, training=False),
+                          reduce_retracing=True)
+    _FORWARD[model] = forward
+  return forward
+
+
 def score_batches(model: keras.Model, dataset: tf.data.Dataset) -> Iterator[tuple]:
   """Yields (scores, *rest) as numpy per batch, one compiled forward pass each."""
-  forward = tf.function(lambda features: model(features, training=False), reduce_retracing=True)
+  forward = _forward(model)
   for batch in dataset:
     scores = forward(batch[0])
     yield (scores.numpy(),) + tuple(part.numpy() for part in batch[1:])
