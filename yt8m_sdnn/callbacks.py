@@ -144,7 +144,31 @@ def _duration(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class ProgressLog(keras.callbacks.Callback):
+class _EpochSteps(keras.callbacks.Callback):
+  """The step of the epoch and the epoch's total, shared by the two progress displays.
+
+  The total is `steps_per_epoch`, else the first finished epoch's count (each epoch is
+  one pass over the stream, so every later one has as many); `skipped_steps` are the
+  steps of the first epoch a resumed run already took.
+  """
+
+  def __init__(self, num_epochs: int, steps_per_epoch: int | None, skipped_steps: int):
+    super().__init__()
+    self._num_epochs, self._total, self._skipped = num_epochs, steps_per_epoch, skipped_steps
+    self._epoch = self._step = self._first_step = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch, self._step, self._skipped = epoch, self._skipped, 0
+    self._first_step = self._step
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._total = self._total or self._step
+
+
+class ProgressLog(_EpochSteps):
   """One plain log line every `every_steps` steps (else every `every_seconds`) and per epoch.
 
   For logs piped to a file, where Keras' progress bar writes carriage returns and
@@ -158,22 +182,18 @@ class ProgressLog(keras.callbacks.Callback):
   def __init__(self, num_epochs: int, examples=None, steps_per_epoch: int | None = None,
                every_steps: int = 0, every_seconds: float = 30.0,
                write: Callable[[str], None] | None = None, skipped_steps: int = 0):
-    super().__init__()
-    self._num_epochs, self._examples = num_epochs, examples
-    self._total, self._every_steps, self._every_seconds = (steps_per_epoch, every_steps,
-                                                         every_seconds)
+    super().__init__(num_epochs, steps_per_epoch, skipped_steps)
+    self._examples = examples
+    self._every_steps, self._every_seconds = every_steps, every_seconds
     self._write = write or (lambda line: logging.info("%s", line))
-    self._epoch = self._step = 0
     self._start = self._last = 0.0
     self._start_examples = 0
-    self._skipped = skipped_steps
 
   def _count(self) -> int:
     return int(self._examples.numpy()) if self._examples is not None else 0
 
   def on_epoch_begin(self, epoch, logs=None):
-    self._epoch, self._step, self._skipped = epoch, self._skipped, 0
-    self._first_step = self._step
+    super().on_epoch_begin(epoch, logs)
     self._start = self._last = time.perf_counter()
     self._start_examples = self._count()
 
@@ -194,7 +214,7 @@ class ProgressLog(keras.callbacks.Callback):
     return ", ".join(parts)
 
   def on_train_batch_end(self, batch, logs=None):
-    self._step += 1
+    super().on_train_batch_end(batch, logs)
     now = time.perf_counter()
     due = (self._step % self._every_steps == 0 if self._every_steps
            else now - self._last >= self._every_seconds)
@@ -205,10 +225,10 @@ class ProgressLog(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if self._step:
       self._write(self._line(logs) + f", epoch done in {_duration(time.perf_counter() - self._start)}")
-      self._total = self._total or self._step  # an epoch is one pass: the next has as many
+    super().on_epoch_end(epoch, logs)
 
 
-class TerminalProgress(keras.callbacks.Callback):
+class TerminalProgress(_EpochSteps):
   """Keras' progress bar on a terminal, with the epoch's total once it is known.
 
   Each epoch is its own `fit` on a one-pass stream, so Keras' own bar reads `N/Unknown`;
@@ -218,17 +238,16 @@ class TerminalProgress(keras.callbacks.Callback):
 
   def __init__(self, num_epochs: int, steps_per_epoch: int | None = None,
                skipped_steps: int = 0):
-    super().__init__()
-    self._num_epochs, self._total, self._skipped = num_epochs, steps_per_epoch, skipped_steps
-    self._bar, self._step = None, 0
+    super().__init__(num_epochs, steps_per_epoch, skipped_steps)
+    self._bar = None
 
   def on_epoch_begin(self, epoch, logs=None):
+    super().on_epoch_begin(epoch, logs)
     print(f"Epoch {epoch + 1}/{self._num_epochs}")
     self._bar = keras.utils.Progbar(self._total, stateful_metrics=["loss"])
-    self._step, self._skipped = self._skipped, 0
 
   def on_train_batch_end(self, batch, logs=None):
-    self._step += 1
+    super().on_train_batch_end(batch, logs)
     self._bar.update(self._step, [(key, float(value)) for key, value in (logs or {}).items()
                                   if key == "loss"])
 
@@ -236,4 +255,4 @@ class TerminalProgress(keras.callbacks.Callback):
     values = [(key, float(value)) for key, value in (logs or {}).items()
               if key in ("loss", "val_gap")]
     self._bar.update(self._step, values, finalize=True)
-    self._total = self._total or self._step
+    super().on_epoch_end(epoch, logs)
