@@ -20,8 +20,10 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m bin.yt8m_demo
 
+# One test process per core (at most 4), whole files to a process so module fixtures
+# are built once: about half the serial time on 2 cores (mostly TF start-ups of binaries).
 test: venv
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n auto --maxprocesses=4 --dist loadfile
 
 bench: venv
 	$(PY) -m bench.run_all
