@@ -46,7 +46,8 @@ def main(argv):
                                          cached=True)
   result = measure.measure_neglection(
       train_config, reader_config, FLAGS.fraction_of_epoch, tau=FLAGS.tau,
-      top_fraction=FLAGS.top_fraction, top_k=FLAGS.top_k_classes, num_records=FLAGS.num_records,
+      top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
+      num_records=FLAGS.num_records,
       num_steps=FLAGS.neglection_steps, score=FLAGS.neglection_score,
       init_model=FLAGS.init_model)
   print(f"selected {len(result['selected'])} classes, most neglected first: "

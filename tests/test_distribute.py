@@ -203,7 +203,7 @@ THETA_RUN = textwrap.dedent("""
     with strategy.scope():
       keras.utils.set_random_seed(0)
       model = models.build_logistic(1152, 12)
-      wrapper, monitor = attach_neglection_monitor(model, tau=8 // workers, top_k=3)
+      wrapper, monitor = attach_neglection_monitor(model, tau=8 // workers, top_k_classes=3)
       wrapper.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy")
     config = reader.ReaderConfig(data, num_classes=12, batch_size=32 * workers,
                                  deterministic=True, cycle_length=1)

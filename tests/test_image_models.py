@@ -63,7 +63,8 @@ def test_mixed_precision_keeps_outputs_and_theta_float32(mixed_bfloat16):
   model = models.build_image_model("small_cnn", (8, 8, 1), 4)
   assert model.get_layer("predictions").compute_dtype == "float32"
   assert model.layers[1].compute_dtype == "bfloat16"
-  wrapper, monitor = attach_neglection_monitor(model, tau=2, top_k=1, outputs_are_logits=True)
+  wrapper, monitor = attach_neglection_monitor(model, tau=2, top_k_classes=1,
+                                               outputs_are_logits=True)
   wrapper.compile(optimizer="sgd", loss=keras.losses.BinaryCrossentropy(from_logits=True))
   rng = np.random.default_rng(0)
   images = rng.normal(size=(16, 8, 8, 1)).astype(np.float32)

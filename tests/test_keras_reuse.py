@@ -37,7 +37,7 @@ def test_the_user_script(tmp_path):
   x, y = user_data()
   model = user_model()
   # θ (eqs. 6-9): the output Dense is found without a name.
-  wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k=2)
+  wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k_classes=2)
   wrapper.compile(optimizer="adam", loss="binary_crossentropy")
   wrapper.fit(x, y, batch_size=32, epochs=1, callbacks=[monitor], verbose=0)  # 8 steps
   assert wrapper.model is model and wrapper.output_layer_name == model.layers[-1].name

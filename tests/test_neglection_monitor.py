@@ -78,7 +78,7 @@ def frozen_run(tmp_path_factory):
   log_dir = str(tmp_path_factory.mktemp("tensorboard"))
   x, y = small_data()
   model = small_model()
-  wrapper, monitor = attach_neglection_monitor(model, tau=6, top_k=2, log_dir=log_dir)
+  wrapper, monitor = attach_neglection_monitor(model, tau=6, top_k_classes=2, log_dir=log_dir)
   wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
                   loss="binary_crossentropy")
   wrapper.fit(x, y, batch_size=BATCH_SIZE, epochs=3, shuffle=False, verbose=0,
@@ -123,7 +123,7 @@ def test_training_is_unchanged_by_the_wrapper():
     callbacks = []
     trainee = model
     if wrap:
-      trainee, monitor = attach_neglection_monitor(model, tau=3, top_k=1)
+      trainee, monitor = attach_neglection_monitor(model, tau=3, top_k_classes=1)
       callbacks = [monitor]
     trainee.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9),
                     loss="binary_crossentropy", metrics=["binary_accuracy"])
@@ -142,7 +142,7 @@ def test_training_is_unchanged_by_the_wrapper():
 def test_steps_per_execution_closes_the_window_late():
   x, y = small_data()
   model = small_model()
-  wrapper, monitor = attach_neglection_monitor(model, tau=3, top_k=1)
+  wrapper, monitor = attach_neglection_monitor(model, tau=3, top_k_classes=1)
   wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
                   loss="binary_crossentropy", steps_per_execution=2)
   wrapper.fit(x, y, batch_size=BATCH_SIZE, epochs=2, shuffle=False, verbose=0,
@@ -156,7 +156,7 @@ def test_steps_per_execution_closes_the_window_late():
 
 def test_open_window_continues_and_flushes():
   x, y = small_data()
-  wrapper, monitor = attach_neglection_monitor(small_model(), tau=100, top_k=1)
+  wrapper, monitor = attach_neglection_monitor(small_model(), tau=100, top_k_classes=1)
   wrapper.compile(optimizer="sgd", loss="binary_crossentropy")
   wrapper.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, callbacks=[monitor])
   assert monitor.history == [] and monitor.theta is None
@@ -193,7 +193,7 @@ def test_outputs_as_logits_give_the_same_theta():
   logits_model.set_weights(sigmoid_model.get_weights())
   thetas = []
   for model, from_logits in ((sigmoid_model, False), (logits_model, True)):
-    wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k=1,
+    wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k_classes=1,
                                                  outputs_are_logits=from_logits)
     wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
                     loss=keras.losses.BinaryCrossentropy(from_logits=from_logits))
@@ -265,14 +265,14 @@ def test_misuse_is_reported():
 
 def test_selection_orders_by_theta_then_id_and_skips_nan():
   theta = np.array([1.5, np.nan, 2.0, 1.5, 1.1, np.nan])
-  np.testing.assert_array_equal(select_neglected_classes(theta, top_k=3), [2, 0, 3])
-  # 50% of 6 classes is 3; only 4 classes have a score, so top_k=10 returns 4.
+  np.testing.assert_array_equal(select_neglected_classes(theta, top_k_classes=3), [2, 0, 3])
+  # 50% of 6 classes is 3; only 4 classes have a score, so top_k_classes=10 returns 4.
   np.testing.assert_array_equal(select_neglected_classes(theta, top_fraction=0.5), [2, 0, 3])
-  np.testing.assert_array_equal(select_neglected_classes(theta, top_k=10), [2, 0, 3, 4])
-  assert select_neglected_classes(theta, top_k=0).size == 0
-  with pytest.raises(ValueError, match="exactly one of top_fraction and top_k"):
-    select_neglected_classes(theta, top_fraction=0.1, top_k=2)
-  with pytest.raises(ValueError, match="exactly one of top_fraction and top_k"):
+  np.testing.assert_array_equal(select_neglected_classes(theta, top_k_classes=10), [2, 0, 3, 4])
+  assert select_neglected_classes(theta, top_k_classes=0).size == 0
+  with pytest.raises(ValueError, match="exactly one of top_fraction and top_k_classes"):
+    select_neglected_classes(theta, top_fraction=0.1, top_k_classes=2)
+  with pytest.raises(ValueError, match="exactly one of top_fraction and top_k_classes"):
     select_neglected_classes(theta)
 
 

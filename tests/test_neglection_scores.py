@@ -115,8 +115,8 @@ def test_monitor_selects_by_its_score_and_records_it(tmp_path):
   chosen = {}
   for score in ("paper", "null_normalized", "frequency_residual"):
     keras.utils.set_random_seed(0)
-    wrapper, monitor = attach_neglection_monitor(models.build_logistic(8, 6), tau=4, top_k=2,
-                                                 score=score)
+    wrapper, monitor = attach_neglection_monitor(models.build_logistic(8, 6), tau=4,
+                                                 top_k_classes=2, score=score)
     wrapper.compile(optimizer="sgd", loss="binary_crossentropy")
     wrapper.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
     payload = monitor.to_dict()
@@ -125,7 +125,7 @@ def test_monitor_selects_by_its_score_and_records_it(tmp_path):
     assert payload["selected"] == list(np.argsort(-values, kind="stable")[:2])
     chosen[score] = payload
     # A backup round trip keeps every window's sums, so the restored monitor agrees.
-    restored = attach_neglection_monitor(models.build_logistic(8, 6), tau=4, top_k=2,
+    restored = attach_neglection_monitor(models.build_logistic(8, 6), tau=4, top_k_classes=2,
                                          score=score)[1]
     restored.restore_backup_state(json.loads(json.dumps(monitor.backup_state())))
     assert restored.to_dict() == payload
@@ -151,7 +151,7 @@ def tiny(tmp_path_factory):
 def test_oracle_writes_its_selection_from_validation_only(tiny, tmp_path):
   root, train, val = tiny
   model = models.build_logistic(train.feature_size, 12)
-  payload = oracle.measure_oracle("ap_gap", model, val, train, str(tmp_path), top_k=3,
+  payload = oracle.measure_oracle("ap_gap", model, val, train, str(tmp_path), top_k_classes=3,
                                   min_positives=2)
   written = json.loads((tmp_path / measure.NEGLECTION_FILE).read_text())
   assert written == payload
@@ -219,7 +219,7 @@ def test_reports_of_every_tracked_score_from_json_history():
   x = rng.normal(size=(384, 8)).astype(np.float32)
   y = (rng.random((384, 6)) < np.array([0.02, 0.05, 0.1, 0.2, 0.4, 0.6])).astype(np.float32)
   keras.utils.set_random_seed(0)
-  wrapper, monitor = attach_neglection_monitor(models.build_logistic(8, 6), tau=2, top_k=2)
+  wrapper, monitor = attach_neglection_monitor(models.build_logistic(8, 6), tau=2, top_k_classes=2)
   wrapper.compile(optimizer="sgd", loss="binary_crossentropy")
   wrapper.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
   history = monitor.history

@@ -25,7 +25,7 @@ NEGLECTION_FILE = "neglection.json"
 def measure_neglection(train_config: training.TrainConfig, reader_config: reader.ReaderConfig,
                        fraction_of_epoch: float, tau: int | None = None,
                        top_fraction: float | None = DEFAULT_TOP_FRACTION,
-                       top_k: int | None = None, num_records: int | None = None,
+                       top_k_classes: int | None = None, num_records: int | None = None,
                        num_steps: int | None = None, score: str = scores_lib.DEFAULT_SCORE,
                        init_model: str | None = None) -> dict:
   """Trains `train_config.model` for a fraction of an epoch and writes neglection.json.
@@ -41,7 +41,7 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
     fraction_of_epoch: share of an epoch to train (the paper: 1/3); may exceed 1.
     tau: τ, iterations per θ window; default all the iterations run (one window).
     top_fraction: share of classes to select (the paper: 10%).
-    top_k: number of classes to select instead of a share.
+    top_k_classes: number of classes to select instead of a share.
     num_records: training videos, when known; counted from the shards otherwise.
     num_steps: iterations to train, instead of `fraction_of_epoch` (the shards repeat
       as needed). On a small training set a fraction of an epoch is a handful of
@@ -91,7 +91,8 @@ def measure_neglection(train_config: training.TrainConfig, reader_config: reader
     if init_model is not None:
       _load_weights(model, init_model)
     wrapper, built["monitor"] = attach_neglection_monitor(
-        model, tau, top_fraction=None if top_k else top_fraction, top_k=top_k, score=score,
+        model, tau, top_fraction=None if top_k_classes else top_fraction,
+        top_k_classes=top_k_classes, score=score,
         log_dir=os.path.join(train_config.train_dir, "logs", "neglection"))
     return training.Trainable(wrapper, callbacks=[built["monitor"]])
 

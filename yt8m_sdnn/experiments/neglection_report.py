@@ -134,7 +134,7 @@ def ranking_statistics(theta, class_ap, class_counts, hard_classes: Optional[Seq
   rho_theta_frequency = spearman_rank_correlation(theta[keep], counts[keep])
   rho_ap_frequency = spearman_rank_correlation(class_ap[keep], counts[keep])
   terciles = rank_correlation_within_strata(theta[keep], class_ap[keep], counts[keep])
-  selected = select_neglected_classes(theta, top_k=num_selected)
+  selected = select_neglected_classes(theta, top_k_classes=num_selected)
   not_selected = np.setdiff1d(np.arange(theta.size), selected)
   statistics = {
       "num_classes_compared": compared,

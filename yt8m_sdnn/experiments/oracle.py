@@ -26,7 +26,7 @@ from yt8m_sdnn.neglection.selection import select_neglected_classes
 
 def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConfig,
                    train_reader: reader.ReaderConfig, train_dir: str,
-                   top_fraction: float | None = 0.1, top_k: int | None = None,
+                   top_fraction: float | None = 0.1, top_k_classes: int | None = None,
                    min_positives: int = scores_lib.ORACLE_MIN_POSITIVES) -> dict:
   """Scores the classes with an oracle and writes `train_dir/neglection.json`.
 
@@ -36,7 +36,7 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
     val_reader: validation shards (held in memory: videos × classes × 5 bytes).
     train_reader: training shards, scored for "ap_gap" only (same memory rule).
     train_dir: receives the JSON.
-    top_fraction, top_k: how many classes to select (one of them).
+    top_fraction, top_k_classes: how many classes to select (one of them).
     min_positives: classes with fewer validation positives get no score.
 
   Returns:
@@ -62,8 +62,8 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
     del train_scores, train_labels
   values = scores_lib.oracle_from_ap(score, val_ap, val_positives, train_ap,
                                      min_positives=min_positives)
-  selected = select_neglected_classes(values, top_fraction=None if top_k else top_fraction,
-                                      top_k=top_k)
+  selected = select_neglected_classes(values, top_fraction=None if top_k_classes else top_fraction,
+                                      top_k_classes=top_k_classes)
   num_scored = int(np.isfinite(values).sum())
   if num_scored < 2 * len(selected):
     logging.warning("the %s oracle scores only %d classes (>= %d validation positives) and "
@@ -72,7 +72,7 @@ def measure_oracle(score: str, model: keras.Model, val_reader: reader.ReaderConf
                     "min_positives.", score, num_scored, min_positives, len(selected))
   payload = artifacts.json_value({
       "score": score, "score_values": values, "selected": selected,
-      "top_fraction": None if top_k else top_fraction, "top_k": top_k,
+      "top_fraction": None if top_k_classes else top_fraction, "top_k_classes": top_k_classes,
       "val_class_ap": val_ap, "train_class_ap": train_ap,
       "val_positives": np.asarray(val_positives, np.int64), "min_positives": min_positives,
       "num_scored": num_scored,

@@ -236,11 +236,11 @@ def _neglection(config: PipelineConfig) -> dict:
     return oracle.measure_oracle(
         config.neglection_score, training.load_trained_model(baseline_dir), config.val_reader,
         config.train_reader, train_dir, top_fraction=config.top_fraction,
-        top_k=config.top_k_classes)
+        top_k_classes=config.top_k_classes)
   train_config = dataclasses.replace(config.train, train_dir=train_dir, model=config.model)
   return measure.measure_neglection(
       train_config, config.train_reader, config.fraction_of_epoch, tau=config.tau,
-      top_fraction=config.top_fraction, top_k=config.top_k_classes,
+      top_fraction=config.top_fraction, top_k_classes=config.top_k_classes,
       num_steps=config.neglection_steps, score=config.neglection_score,
       init_model=baseline_model)
 

@@ -25,9 +25,10 @@ JSON (`to_dict`, `write_json`): `theta` (one number per class, null where NaN),
 `score` and `score_values` (the ranking score and its values, equal to `theta` for
 `paper`), `selected` (class ids, most neglected first, by `score_values`), `tau`,
 `num_iterations` (iterations averaged in `theta`), `end_iteration`, `no_positive`,
-`positive_minibatches` (per class, the minibatches of the latest window with a
-positive) and `history` (every window's `end_iteration`, `num_iterations`, `theta`
-and `score_values`).
+`top_fraction` and `top_k_classes` (how many classes `selected` holds: a share, or a
+count that replaces it; the other is null), `positive_minibatches` (per class, the
+minibatches of the latest window with a positive) and `history` (every window's
+`end_iteration`, `num_iterations`, `theta` and `score_values`).
 
 Why a wrapper and not the callback alone: `model.fit(callbacks=[NeglectionMonitor(...)])`
 on a plain Keras model cannot work in Keras 3, so fitting one raises a `TypeError`
@@ -84,15 +85,15 @@ class NeglectionMonitor(keras.callbacks.Callback):
     no_positive: "skip" (default) averages r_i over the minibatches with a positive
       of class i; "include" over all of them. See `statistics.py`.
     top_fraction: default share of classes for `select()` and the JSON's `selected`
-      (floor, see `selection.py`); the paper's 10% unless `top_k` is given.
-    top_k: default number of classes for `select()`; when given it replaces
+      (floor, see `selection.py`); the paper's 10% unless `top_k_classes` is given.
+    top_k_classes: default number of classes for `select()`; when given it replaces
       `top_fraction`.
     log_dir: TensorBoard directory for the θ histogram and scalars; None writes none.
     score: the score `select()` ranks by, one of `scores.TRACKED_SCORES`.
 
   Raises:
     ValueError: for tau < 1, an unknown `no_positive` or `score`, or a
-      `top_fraction` outside (0, 1] or negative `top_k`.
+      `top_fraction` outside (0, 1] or negative `top_k_classes`.
     TypeError: from `fit`, when the model being fit is not a `NeglectionTrackingModel`.
 
   Example:
@@ -105,22 +106,22 @@ class NeglectionMonitor(keras.callbacks.Callback):
 
   def __init__(self, tau: int, no_positive: str = "skip",
                top_fraction: Optional[float] = DEFAULT_TOP_FRACTION,
-               top_k: Optional[int] = None, log_dir: Optional[str] = None,
+               top_k_classes: Optional[int] = None, log_dir: Optional[str] = None,
                score: str = scores_lib.DEFAULT_SCORE):
     super().__init__()
     self.score = scores_lib.check_score(score, scores_lib.TRACKED_SCORES)
     if int(tau) != tau or tau < 1:
       raise ValueError(f"Expected an integer tau >= 1. Received: tau={tau!r}")
-    if top_k is not None:
+    if top_k_classes is not None:
       top_fraction = None
-    if top_k is None and (top_fraction is None or not 0.0 < top_fraction <= 1.0):
+    if top_k_classes is None and (top_fraction is None or not 0.0 < top_fraction <= 1.0):
       raise ValueError(f"Expected 0 < top_fraction <= 1. Received: top_fraction={top_fraction}")
-    if top_k is not None and top_k < 0:
-      raise ValueError(f"Expected top_k >= 0. Received: top_k={top_k}")
+    if top_k_classes is not None and top_k_classes < 0:
+      raise ValueError(f"Expected top_k_classes >= 0. Received: top_k_classes={top_k_classes}")
     self.tau = int(tau)
     self.no_positive = check_no_positive(no_positive)
     self.top_fraction = top_fraction
-    self.top_k = top_k
+    self.top_k_classes = top_k_classes
     self.log_dir = log_dir
     self.history: list[dict[str, Any]] = []
     self._started = False
@@ -267,18 +268,18 @@ class NeglectionMonitor(keras.callbacks.Callback):
     return self.history[-1]
 
   def select(self, top_fraction: Optional[float] = None,
-             top_k: Optional[int] = None) -> np.ndarray:
+             top_k_classes: Optional[int] = None) -> np.ndarray:
     """The most neglected classes of the latest window (eq. 10), most neglected first.
 
-    Without arguments uses the monitor's `top_fraction` or `top_k`.
+    Without arguments uses the monitor's `top_fraction` or `top_k_classes`.
 
     Raises:
       ValueError: before the first window closes, or when both arguments are given.
     """
     theta = self._latest()["score_values"]
-    if top_fraction is None and top_k is None:
-      top_fraction, top_k = self.top_fraction, self.top_k
-    return select_neglected_classes(theta, top_fraction=top_fraction, top_k=top_k)
+    if top_fraction is None and top_k_classes is None:
+      top_fraction, top_k_classes = self.top_fraction, self.top_k_classes
+    return select_neglected_classes(theta, top_fraction=top_fraction, top_k_classes=top_k_classes)
 
   def to_dict(self) -> dict[str, Any]:
     """The JSON payload described in the module docstring.
@@ -297,7 +298,7 @@ class NeglectionMonitor(keras.callbacks.Callback):
         "end_iteration": latest["end_iteration"],
         "no_positive": self.no_positive,
         "top_fraction": self.top_fraction,
-        "top_k": self.top_k,
+        "top_k_classes": self.top_k_classes,
         "positive_minibatches": [int(count) for count in latest["positive_minibatches"]],
         "history": [{
             "end_iteration": window["end_iteration"],
@@ -314,7 +315,7 @@ class NeglectionMonitor(keras.callbacks.Callback):
 
 def attach_neglection_monitor(
     model: keras.Model, tau: int, *, no_positive: str = "skip",
-    top_fraction: Optional[float] = DEFAULT_TOP_FRACTION, top_k: Optional[int] = None,
+    top_fraction: Optional[float] = DEFAULT_TOP_FRACTION, top_k_classes: Optional[int] = None,
     log_dir: Optional[str] = None, score: str = scores_lib.DEFAULT_SCORE,
     output_layer: str | keras.layers.Layer | None = None,
     outputs_are_logits: bool = False, include_bias: bool = False, method: str = "auto",
@@ -329,7 +330,7 @@ def attach_neglection_monitor(
     model: the model to train: functional or sequential, one output, the output of a
       sigmoid `Dense` (or of a layer declaring `neglection_outputs`); see
       `NeglectionTrackingModel`.
-    tau, no_positive, top_fraction, top_k, log_dir, score: see `NeglectionMonitor`.
+    tau, no_positive, top_fraction, top_k_classes, log_dir, score: see `NeglectionMonitor`.
     output_layer: that output layer, by name or as the layer; None (default) finds it
       (`tracking.find_output_layer`: the layer named "predictions" if any, else the
       layer whose output is the model's output).
@@ -353,7 +354,7 @@ def attach_neglection_monitor(
     model.save("model.keras")
   """
   monitor = NeglectionMonitor(tau, no_positive=no_positive, top_fraction=top_fraction,
-                              top_k=top_k, log_dir=log_dir, score=score)
+                              top_k_classes=top_k_classes, log_dir=log_dir, score=score)
   wrapper = NeglectionTrackingModel(
       model, output_layer=output_layer, outputs_are_logits=outputs_are_logits,
       include_bias=include_bias, method=method, epsilon=epsilon)

@@ -80,10 +80,10 @@ def num_selected_classes(num_classes: int, top_fraction: float) -> int:
 
 
 def select_neglected_classes(theta: np.ndarray, top_fraction: Optional[float] = None,
-                             top_k: Optional[int] = None) -> np.ndarray:
+                             top_k_classes: Optional[int] = None) -> np.ndarray:
   """Class ids with the largest θ (eq. 10), most neglected first, ties by class id.
 
-  Exactly one of `top_fraction` and `top_k` is given. Classes whose θ is NaN are
+  Exactly one of `top_fraction` and `top_k_classes` is given. Classes whose θ is NaN are
   skipped, so fewer than the requested count come back when fewer classes have a
   score (logged as a warning).
 
@@ -91,31 +91,31 @@ def select_neglected_classes(theta: np.ndarray, top_fraction: Optional[float] = 
     theta: (c,) neglection scores, NaN where unknown.
     top_fraction: share of all c classes to select, rounded down
       (`num_selected_classes`).
-    top_k: number of classes to select, ≥ 0.
+    top_k_classes: number of classes to select, ≥ 0.
 
   Returns:
     An int64 array of class ids, ordered by decreasing θ, then increasing id.
 
   Raises:
-    ValueError: when both or neither of `top_fraction` and `top_k` are given, or
+    ValueError: when both or neither of `top_fraction` and `top_k_classes` are given, or
       either is out of range, or `theta` is not one-dimensional.
 
   Example:
-    select_neglected_classes(np.array([1.2, np.nan, 3.0, 1.2]), top_k=2)  # [2, 0]
+    select_neglected_classes(np.array([1.2, np.nan, 3.0, 1.2]), top_k_classes=2)  # [2, 0]
   """
   theta = np.asarray(theta, dtype=np.float64)
   if theta.ndim != 1:
     raise ValueError(f"Expected a one-dimensional theta. Received: shape={theta.shape}")
-  if (top_fraction is None) == (top_k is None):
+  if (top_fraction is None) == (top_k_classes is None):
     raise ValueError(
-        "Expected exactly one of top_fraction and top_k. "
-        f"Received: top_fraction={top_fraction}, top_k={top_k}")
-  if top_k is None:
+        "Expected exactly one of top_fraction and top_k_classes. "
+        f"Received: top_fraction={top_fraction}, top_k_classes={top_k_classes}")
+  if top_k_classes is None:
     count = num_selected_classes(theta.size, top_fraction)
   else:
-    if top_k < 0:
-      raise ValueError(f"Expected top_k >= 0. Received: top_k={top_k}")
-    count = int(top_k)
+    if top_k_classes < 0:
+      raise ValueError(f"Expected top_k_classes >= 0. Received: top_k_classes={top_k_classes}")
+    count = int(top_k_classes)
   scored = np.flatnonzero(~np.isnan(theta))
   # np.lexsort sorts by its last key first: decreasing θ, then increasing class id.
   ranked = scored[np.lexsort((scored, -theta[scored]))]
