@@ -9,7 +9,9 @@ shard, once:
    grid (`--grid`, learning rate × weight decay), early-stopped on the validation
    shards and scored on the validation shards only; each picks the setting of its
    best validation GAP. Same grid, same budget for both.
-2. `rows`: for every seed (in waves of two rows over all seeds: SDNN and the baseline
+2. `rows`: seed 0's baseline and SDNN rows are the tuning's rows of their chosen
+   setting (same seed, setting and shards), scored once on the test shards instead of
+   trained again. For every seed (in waves of two rows over all seeds: SDNN and the baseline
    first, then the ablations, then the ASL pair), every row trains with its setting (the baseline's for
    `baseline` and `baseline:asymmetric`, the SDNN row's for `sdnn`, its ablations and
    `sdnn:asymmetric`), early-stopped on validation, then scored once on the test shards.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from absl import app, flags, logging
 
@@ -106,6 +109,34 @@ def _tune() -> dict:
   return chosen
 
 
+def _reuse_tuning(chosen: dict, work_dir: str) -> None:
+  """Seed 0's `baseline` and `sdnn` rows start from the tuning's rows of their setting.
+
+  The tuning trained them with the same seed, setting and training shards (SDNN's with
+  its own θ and partition, measured with SDNN's setting, as the rows stage would) and
+  scored them on the validation shards only. Their trained models are copied without
+  any result, so the pipeline scores them once on the test shards (a trained row is
+  evaluated, not trained again). A row already in `work_dir` is left as it is.
+  """
+  for row in ("baseline", "sdnn"):
+    if row not in chosen:
+      continue
+    tuned = os.path.join(FLAGS.output, "tune", chosen[row].replace("/", "_"))
+    if training.load_train_result_record(pipeline.stage_dir(tuned, row)) is None or not (
+        os.path.exists(os.path.join(pipeline.stage_dir(tuned, row), training.MODEL_FILE))):
+      continue  # not trained there (or its model was not kept): the rows stage trains it
+    for part in [row] + (["neglection", "partition"] if row == "sdnn" else []):
+      source, target = pipeline.stage_dir(tuned, part), pipeline.stage_dir(work_dir, part)
+      if os.path.exists(target):
+        continue
+      partial = target + ".partial"
+      shutil.rmtree(partial, ignore_errors=True)
+      shutil.copytree(source, partial, ignore=shutil.ignore_patterns(
+          pipeline.STAGE_RESULT_FILE, pipeline.TOP_K_FILE, ".lock", "checkpoints", "backup"))
+      os.replace(partial, target)
+      logging.info("seed 0 %s: %s from the tuning (%s)", row, part, source)
+
+
 def _is_baseline_row(stage: str) -> bool:
   """Rows trained with the baseline's setting; the others take the SDNN row's."""
   return pipeline.split_stage(stage)[0] in ("baseline", "baseline_equal_steps", "logistic")
@@ -145,6 +176,8 @@ def main(argv):
   seeds = [int(s) for s in FLAGS.seeds]
   work_dirs = [os.path.join(FLAGS.output, f"run-{seed}") for seed in seeds]
   if not FLAGS.summarize_only:
+    if 0 in seeds:
+      _reuse_tuning(chosen, work_dirs[seeds.index(0)])
     # Waves of rows over all seeds, so the main comparison has every seed before the
     # ablations start. Within a seed, an SDNN row runs first, so the θ and partition
     # stages it shares with the others run with SDNN's setting.
