@@ -24,6 +24,8 @@ rows are skipped). About 6 minutes per row on 2 CPU cores.
   python -m bench.evidence_scores --baseline_runs=/tmp/converged_lr --output=/tmp/scores_lr
   python -m bench.evidence_scores --baseline_runs=/tmp/converged_lr --output=/tmp/scores_lr \
       --summarize_only
+  python -m bench.evidence_scores --model=moe --baseline_runs=/tmp/converged_moe \
+      --output=/tmp/scores_moe --variants=null_normalized,matched_random,low_val_ap
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from yt8m_sdnn.experiments.measure import NEGLECTION_FILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", "/tmp/evidence_scores", "Work directory.")
+flags.DEFINE_enum("model", "logistic", ["logistic", "moe"],
+                  "Model family of the SDNN rows; the baseline runs must be of it.")
 flags.DEFINE_string("baseline_runs", "/tmp/converged_lr",
                     "bench.evidence_converged's output: run-SEED/baseline and run-SEED/sdnn.")
 flags.DEFINE_list("variants", ["low_val_ap", "null_normalized", "matched_random", "paper@late",
@@ -56,6 +60,8 @@ flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
 
+# As bench.evidence_converged trains each family (the starter's MoE with 2 mixtures).
+MODEL_OPTIONS = {"logistic": {}, "moe": {"num_mixtures": 2}}
 MATCHED_RANDOM = "matched_random"
 MATCHED_TO = "null_normalized"
 MATCH_NEIGHBOURS = 10
@@ -81,10 +87,11 @@ def _config(work_dir: str, seed: int, variant: str) -> pipeline.PipelineConfig:
   train_reader, val_reader, test_reader = _readers(seed)
   train = training.TrainConfig(train_dir="", num_epochs=200, seed=seed, patience=4,
                                optimizer=optimizer, learning_rate=float(learning_rate),
-                               weight_decay=float(weight_decay), learning_rate_decay=1.0)
+                               weight_decay=float(weight_decay), learning_rate_decay=1.0,
+                               model_options=MODEL_OPTIONS[FLAGS.model])
   return pipeline.PipelineConfig(
       work_dir=work_dir, train_reader=train_reader, eval_reader=test_reader,
-      val_reader=val_reader, train=train, model="logistic", stages=("sdnn",),
+      val_reader=val_reader, train=train, model=FLAGS.model, stages=("sdnn",),
       neglection_steps=FLAGS.neglection_steps, neglection_score=score,
       neglection_from_baseline=when == "late")
 
@@ -93,6 +100,9 @@ def _link_baseline(work_dir: str, seed: int) -> None:
   source = os.path.join(FLAGS.baseline_runs, f"run-{seed}", "baseline")
   if not os.path.exists(os.path.join(source, pipeline.STAGE_RESULT_FILE)):
     raise SystemExit(f"{source}: no finished baseline row; run bench.evidence_converged first")
+  trained = training.load_model_config(source)["model"]
+  if trained != FLAGS.model:
+    raise SystemExit(f"{source}: the baseline is a {trained} model; --model={FLAGS.model}")
   os.makedirs(work_dir, exist_ok=True)
   target = os.path.join(work_dir, "baseline")
   if not os.path.lexists(target):
@@ -198,13 +208,14 @@ def main(argv):
           _matched_random(work_dir, seed, counts)
         logging.info("variant %s, seed %d: %s", variant, seed, work_dir)
         pipeline.run(_config(work_dir, seed, variant))
-  summary = {"setting": FLAGS.setting, "seeds": seeds, "test": TEST, "variants": {}}
+  summary = {"model": FLAGS.model, "setting": FLAGS.setting, "seeds": seeds, "test": TEST,
+             "variants": {}}
   # The paper's θ from scratch is bench.evidence_converged's own sdnn row.
   variants = [("paper", os.path.join(FLAGS.baseline_runs, "run-{seed}"))] + [
       (v, os.path.join(FLAGS.output, v, "run-{seed}")) for v in FLAGS.variants]
-  print(f"\nlogistic, setting {FLAGS.setting}, test shards {TEST}")
+  print(f"\n{FLAGS.model}, setting {FLAGS.setting}, test shards {TEST}")
   print("| score | seeds | ρ(score, val AP) | ρ(score, frequency) | partial ρ at equal frequency "
-        "| val AP selected / rest | test GAP SDNN | SDNN − LR (95% interval) |")
+        "| val AP selected / rest | test GAP SDNN | SDNN − baseline (95% interval) |")
   print("|---|---|---|---|---|---|---|---|")
   for variant, pattern in variants:
     dirs = [pattern.format(seed=seed) for seed in seeds]
