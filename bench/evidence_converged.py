@@ -11,10 +11,11 @@ shard, once:
    best validation GAP. Same grid, same budget for both.
 2. `rows`: seed 0's baseline and SDNN rows are the tuning's rows of their chosen
    setting (same seed, setting and shards), scored once on the test shards instead of
-   trained again. For every seed (in waves of two rows over all seeds: SDNN and the baseline
-   first, then the ablations, then the ASL pair), every row trains with its setting (the baseline's for
-   `baseline` and `baseline:asymmetric`, the SDNN row's for `sdnn`, its ablations and
-   `sdnn:asymmetric`), early-stopped on validation, then scored once on the test shards.
+   trained again. For every seed (in waves of two rows over all seeds: SDNN and the
+   baseline first, then the ablations, then the ASL pair), every row trains with its
+   setting (the baseline's for `baseline` and `baseline:asymmetric`, the SDNN row's for
+   `sdnn`, its ablations and `sdnn:asymmetric`), early-stopped on validation, then
+   scored once on the test shards.
 3. Summary: test GAP@20, Hit@1, PERR, mAP (mean ± std over seeds), best epoch and
    steps, paired per-seed GAP differences and a paired bootstrap 95% interval over
    test videos for each (per seed, and for the seed-mean difference).

@@ -227,7 +227,9 @@ def test_scoring_every_epoch_reuses_one_compiled_forward_pass():
     model.get_layer("dense").kernel.assign(np.full((2, 1), float(epoch), np.float32))
     (scores, _), = list(evaluation.score_batches(model, dataset))
     np.testing.assert_allclose(scores[:, 0], epoch * features.sum(1))
-  assert evaluation._FORWARD[model].experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  forward = evaluation._FORWARD[model]  # pylint: disable=protected-access
+  assert forward.experimental_get_tracing_count() == 1
+  del forward
   alive = weakref.ref(model)
   del model
   gc.collect()
