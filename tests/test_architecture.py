@@ -24,8 +24,9 @@ LAYERS = [
     ("models", ["yt8m_sdnn.models"]),
     ("neglection", ["yt8m_sdnn.neglection"]),
     ("training", ["yt8m_sdnn.backup", "yt8m_sdnn.callbacks", "yt8m_sdnn.early_stopping",
-                  "yt8m_sdnn.evaluation", "yt8m_sdnn.export", "yt8m_sdnn.prediction",
-                  "yt8m_sdnn.training", "yt8m_sdnn.subclass_training"]),
+                  "yt8m_sdnn.evaluation", "yt8m_sdnn.export", "yt8m_sdnn.model_files",
+                  "yt8m_sdnn.prediction", "yt8m_sdnn.training",
+                  "yt8m_sdnn.subclass_training"]),
     ("image", ["yt8m_sdnn.image"]),
     ("package", ["yt8m_sdnn"]),  # the package's own __init__: the public names
     ("experiments", ["yt8m_sdnn.experiments"]),

@@ -40,7 +40,7 @@ import uuid
 import keras
 import tensorflow as tf
 
-from yt8m_sdnn import artifacts, training
+from yt8m_sdnn import artifacts, model_files
 from yt8m_sdnn.data import decoding
 
 SIGNATURE_NAME = "serving_default"
@@ -126,17 +126,17 @@ def export_saved_model(train_dir: str, output: str, overwrite: bool = False) -> 
   if keras.backend.backend() != "tensorflow":
     raise ValueError(f"exporting a SavedModel needs Keras' TensorFlow backend; "
                      f"KERAS_BACKEND is {keras.backend.backend()!r}")
-  model_config = training.load_model_config(train_dir)
+  model_config = model_files.load_model_config(train_dir)
   _check_output(output, overwrite)
-  model = training.load_trained_model(train_dir)
+  model = model_files.load_trained_model(train_dir)
   feature_sizes = [int(size) for size in model_config["feature_sizes"]]
   feature_size, num_classes = sum(feature_sizes), int(model_config["num_classes"])
-  model_path = os.path.join(train_dir, training.MODEL_FILE)
+  model_path = os.path.join(train_dir, model_files.MODEL_FILE)
   if tuple(model.input_shape)[-1] != feature_size or tuple(
       model.output_shape)[-1] != num_classes:
     raise artifacts.ArtifactError(
         f"{model_path}: maps {tuple(model.input_shape)} to {tuple(model.output_shape)}, "
-        f"but {training.MODEL_CONFIG_FILE} says {feature_size} features and "
+        f"but {model_files.MODEL_CONFIG_FILE} says {feature_size} features and "
         f"{num_classes} classes; retrain it with yt8m-train")
 
   def serve(features):

@@ -29,15 +29,14 @@ import math
 import os
 import sys
 import warnings
-import zipfile
 from typing import Any, Callable, Mapping, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts, backup, distribute, early_stopping, evaluation, locking, models
+from yt8m_sdnn import (artifacts, backup, distribute, early_stopping, evaluation, locking,
+                       model_files, models)
 from yt8m_sdnn import callbacks as callbacks_lib
 from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import class_counts, reader
@@ -47,8 +46,14 @@ BACKUP_STATE_FILE = backup.BACKUP_STATE_FILE
 StepBackup = backup.StepBackup
 read_backup_state = backup.read_backup_state
 
-MODEL_FILE = "model.keras"
-MODEL_CONFIG_FILE = "model_config.json"
+# The trained model's files live in `model_files`; these names stay importable from here.
+MODEL_FILE = model_files.MODEL_FILE
+MODEL_CONFIG_FILE = model_files.MODEL_CONFIG_FILE
+MODEL_CONFIG_KEYS = model_files.MODEL_CONFIG_KEYS
+load_model_config = model_files.load_model_config
+load_trained_model = model_files.load_trained_model
+check_finite_weights = model_files.check_finite_weights
+save_model = model_files.save_model
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -189,79 +194,6 @@ def model_config_dict(reader_config: reader.ReaderConfig, train_config: TrainCon
       "frame_level": reader_config.frame_level,
       "id_key": reader_config.id_key,
   }
-
-
-# The keys `model_config_dict` writes and readers of a trained model rely on.
-MODEL_CONFIG_KEYS = ("num_classes", "num_outputs", "feature_names", "feature_sizes",
-                     "frame_level", "id_key")
-
-
-def load_model_config(train_dir: str) -> dict:
-  """Reads `model_config.json` of a train_dir, or says how to make one.
-
-  Raises:
-    artifacts.ArtifactError: naming the file, when it is missing, not JSON, or lacks a
-      key of `MODEL_CONFIG_KEYS`.
-  """
-  path = os.path.join(train_dir, MODEL_CONFIG_FILE)
-  hint = f"Train a model into {train_dir} first (yt8m-train --train_dir=...)."
-  config = artifacts.read_json(path, regenerate_hint=hint)
-  missing = [key for key in MODEL_CONFIG_KEYS if key not in config]
-  if missing:
-    raise artifacts.ArtifactError(f"{path}: lacks {missing}; it was not written by this "
-                                  f"project's yt8m-train. {hint}")
-  return config
-
-
-def load_trained_model(train_dir: str) -> keras.Model:
-  """Loads `train_dir/model.keras` with Keras' safe mode on (no arbitrary code)."""
-  path = os.path.join(train_dir, MODEL_FILE)
-  if not tf.io.gfile.exists(path):
-    raise artifacts.ArtifactError(
-        f"{path}: file not found. Train a model into {train_dir} first (yt8m-train).")
-  if artifacts.is_local(path) and not zipfile.is_zipfile(path):
-    raise artifacts.ArtifactError(
-        f"{path}: not a Keras .keras archive (not a zip file). Retrain it with yt8m-train.")
-  try:
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
-  except Exception as error:  # pylint: disable=broad-except  # any failure: one line
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    raise artifacts.ArtifactError(
-        f"{path}: cannot load the model ({type(error).__name__}: {message[:300]}). Safe "
-        "mode refuses archives that name code outside Keras and this project; retrain it "
-        "with yt8m-train.") from None
-
-
-def check_finite_weights(model: keras.Model, path: str) -> None:
-  """Refuses a model with a NaN or infinite weight, naming the weight and `path`."""
-  for weight in model.weights:
-    if not np.isfinite(np.asarray(weight)).all():
-      raise artifacts.ArtifactError(
-          f"{path}: not saved: the weight {weight.path} holds NaN or infinite values")
-
-
-def save_model(model: keras.Model, path: str) -> None:
-  """Saves a `.keras` file atomically; a model with non-finite weights is refused.
-
-  The file holds the architecture, the weights and the compile config, not the
-  optimizer's state: Keras writes every variable it reaches through the model's
-  attributes, `model.optimizer` included (Adam's two moments per weight: the paper's
-  CNN's file would be 1.7 GB instead of 0.57 GB; resuming uses the backup and the
-  checkpoints, which keep that state). The optimizer is detached
-  while the file is written and put back after. Loading with `compile=False`
-  (`load_trained_model`) reads it as is; `keras.saving.load_model(path)` with compile
-  builds a fresh optimizer and warns that it has no saved variables to load.
-  """
-  check_finite_weights(model, path)
-  optimizer = getattr(model, "optimizer", None)
-  with artifacts.atomic_write_path(path, suffix=".keras") as temporary:
-    if optimizer is not None:
-      model.optimizer = None
-    try:
-      model.save(temporary)
-    finally:
-      if optimizer is not None:
-        model.optimizer = optimizer
 
 
 @dataclasses.dataclass
