@@ -123,8 +123,12 @@ def test_two_cpu_workers_train_and_evaluate_like_one_process(tmp_path):
   assert single.returncode == 0, stderr[-3000:]
   alone = json.loads((train_dir / "eval_metrics.json").read_text())
   assert distributed["num_videos"] == alone["num_videos"] == 128
+  # Exact score ties across videos rank by accumulation order (metrics.py), which is the
+  # workers' merge order there and file order here: one swapped tie near the end of the
+  # pooled list moves GAP by ~1/(rank · labels), 2.4e-6 in one run of this test. A video
+  # lost or counted twice would move it by more than 1e-3.
   for key in ("gap", "hit_at_one", "perr", "map"):
-    assert alone[key] == pytest.approx(distributed[key], abs=1e-6)
+    assert alone[key] == pytest.approx(distributed[key], abs=1e-4)
 
 
 def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
