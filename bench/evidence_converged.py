@@ -65,10 +65,6 @@ DIFFERENCES = (("sdnn", "baseline"), ("split_only", "baseline"), ("augment_only"
                ("sdnn:asymmetric", "baseline:asymmetric"), ("baseline:asymmetric", "baseline"))
 
 
-def _pattern(shards: str) -> str:
-  return ",".join(f"{real_data.VALIDATE}/{part}" for part in shards.split(","))
-
-
 def _setting(text: str) -> dict:
   optimizer, learning_rate, weight_decay, *decay = text.split("/")
   return dict(optimizer=optimizer, learning_rate=float(learning_rate),
@@ -77,11 +73,12 @@ def _setting(text: str) -> dict:
 
 
 def _config(work_dir: str, seed: int, setting: dict, stages, tuning: bool):
-  train_reader = reader.ReaderConfig(_pattern(TRAIN), batch_size=FLAGS.batch_size,
+  train_reader = reader.ReaderConfig(real_data.pattern(TRAIN), batch_size=FLAGS.batch_size,
                                      training=True, seed=seed)
-  val_reader = reader.ReaderConfig(_pattern(VALIDATION), batch_size=1024)
+  val_reader = reader.ReaderConfig(real_data.pattern(VALIDATION), batch_size=1024)
   # Tuning never sees the test shards: its rows are "scored" on validation.
-  eval_reader = val_reader if tuning else reader.ReaderConfig(_pattern(TEST), batch_size=1024)
+  eval_reader = (val_reader if tuning
+                 else reader.ReaderConfig(real_data.pattern(TEST), batch_size=1024))
   options = {"num_mixtures": 2} if FLAGS.model == "moe" else {}
   train = training.TrainConfig(train_dir="", num_epochs=FLAGS.num_epochs, seed=seed,
                                patience=FLAGS.patience, model_options=options, **setting)

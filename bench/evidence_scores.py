@@ -68,14 +68,10 @@ MATCH_NEIGHBOURS = 10
 TRAIN, VALIDATION, TEST = real_data.TRAIN, real_data.VALIDATION, real_data.TEST
 
 
-def _pattern(shards: str) -> str:
-  return ",".join(f"{real_data.VALIDATE}/{part}" for part in shards.split(","))
-
-
 def _readers(seed: int):
-  train = reader.ReaderConfig(_pattern(TRAIN), batch_size=512, training=True, seed=seed)
-  val = reader.ReaderConfig(_pattern(VALIDATION), batch_size=1024)
-  test = reader.ReaderConfig(_pattern(TEST), batch_size=1024)
+  train = reader.ReaderConfig(real_data.pattern(TRAIN), batch_size=512, training=True, seed=seed)
+  val = reader.ReaderConfig(real_data.pattern(VALIDATION), batch_size=1024)
+  test = reader.ReaderConfig(real_data.pattern(TEST), batch_size=1024)
   return train, val, test
 
 

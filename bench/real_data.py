@@ -14,3 +14,8 @@ TRAIN = "validate00[0-4]*,validate010*,validate011*"
 VALIDATION = "validate012*"
 TEST = "validate013*,validate014*"
 SPLIT = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
+
+
+def pattern(shards: str) -> str:
+  """A comma-separated shard pattern of `TRAIN`/`VALIDATION`/`TEST` as paths under VALIDATE."""
+  return ",".join(f"{VALIDATE}/{part}" for part in shards.split(","))

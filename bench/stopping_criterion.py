@@ -39,8 +39,7 @@ def _scores(model, config: reader.ReaderConfig) -> dict:
 
 def main(argv):
   del argv
-  pattern = FLAGS.val_data or ",".join(f"{real_data.VALIDATE}/{part}"
-                                       for part in real_data.VALIDATION.split(","))
+  pattern = FLAGS.val_data or real_data.pattern(real_data.VALIDATION)
   report = {}
   for stage in FLAGS.stages:
     train_dir = pipeline.stage_dir(FLAGS.work_dir, stage)
