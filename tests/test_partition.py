@@ -132,6 +132,23 @@ def test_two_halves_merge_into_one_pass(num_bins, max_collected):
   np.testing.assert_array_equal(search.subclass_counts(), whole_search.subclass_counts())
 
 
+def test_refining_passes_share_one_trace():
+  """Each refining pass collects a different number of distances; none retraces."""
+  features, labels = normalized_data(200, seed=3)
+  dataset, selected = dataset_of(features, labels, 10), [2, 4, 1]
+  mean_stats = passes.mean_statistics(dataset)
+  split = passes.split_statistics(dataset, mean_stats.mean, selected,
+                                  mean_stats.distance_bound(), 8)
+  search = split_search.SplitSearch.start(split, 2)
+  before = passes._refine_pass.experimental_get_tracing_count()
+  collected = set()
+  while not search.done:
+    collected.add(int(np.where(search.modes == passes.COLLECT, search.populations, 0).sum()))
+    search = search.advance(passes.refine_statistics(dataset, mean_stats.mean, selected, search))
+  assert len(collected) >= 2  # buffers of different lengths
+  assert passes._refine_pass.experimental_get_tracing_count() - before <= 1
+
+
 def test_statistics_size_does_not_depend_on_the_number_of_examples():
   selected, num_bins, max_collected = [0, 1, 2], 64, 32
   sizes = []

@@ -283,7 +283,9 @@ def refine_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequ
     state = {"histogram": tf.Variable(empty.histogram),
              "upper_min_key": tf.Variable(empty.upper_min_key),
              "lower_max_key": tf.Variable(empty.lower_max_key),
-             "buffer": tf.Variable(tf.zeros([int(collecting.sum())], tf.int64)),
+             # Unknown length: one trace of `_refine_pass` whatever the pass collects.
+             "buffer": tf.Variable(tf.zeros([int(collecting.sum())], tf.int64),
+                                   shape=tf.TensorShape([None])),
              "cursor": tf.Variable(tf.zeros([k], tf.int64))}
     with reporting_progress(dataset, "Algorithm 1, refining pass") as counted:
       _refine_pass(counted, tf.constant(selected), tf.constant(mean, tf.float64),
