@@ -41,13 +41,10 @@ def main(argv):
   del argv
   pattern = FLAGS.val_data or real_data.pattern(real_data.VALIDATION)
   report = {}
-  for stage in FLAGS.stages:
-    train_dir = pipeline.stage_dir(FLAGS.work_dir, stage)
-    if not os.path.exists(os.path.join(train_dir, training.MODEL_FILE)):
-      continue
-    model = training.load_trained_model(train_dir)
+  for stage, train_dir, model, model_config in pipeline.trained_rows(FLAGS.work_dir,
+                                                                    FLAGS.stages):
     config = reader.ReaderConfig(pattern, batch_size=1024,
-                                 num_classes=training.load_model_config(train_dir)["num_classes"])
+                                 num_classes=model_config["num_classes"])
     kept = training.load_train_result_record(train_dir)["best_epoch"]
     rows = [{"epoch": kept, "kept": True, **_scores(model, config)}]
     # Checkpoints hold the trained network's weights. A subclass row's saved model is

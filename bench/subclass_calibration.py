@@ -23,7 +23,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from yt8m_sdnn import artifacts, evaluation, metrics, training
+from yt8m_sdnn import artifacts, evaluation, metrics
 from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import reader
 from yt8m_sdnn.experiments import measure
@@ -79,12 +79,7 @@ def main(argv):
   selected = artifacts.read_json(
       os.path.join(FLAGS.work_dir, "neglection", measure.NEGLECTION_FILE))["selected"]
   report = {}
-  for stage in FLAGS.stages:
-    train_dir = pipeline.stage_dir(FLAGS.work_dir, stage)
-    if not os.path.exists(os.path.join(train_dir, training.MODEL_FILE)):
-      continue
-    model = training.load_trained_model(train_dir)
-    config = training.load_model_config(train_dir)
+  for stage, _, model, config in pipeline.trained_rows(FLAGS.work_dir, FLAGS.stages):
     eval_reader = reader.ReaderConfig(FLAGS.eval_data, num_classes=config["num_classes"],
                                       batch_size=1024)
     scores, labels = _scores(model, eval_reader)

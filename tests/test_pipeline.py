@@ -160,6 +160,13 @@ def test_every_row_runs_early_stopped_on_moe(pipeline_config, tmp_path):
   assert neglection["model"] == "moe" and neglection["iterations_run"] == 5
   saved = training.load_trained_model(os.path.join(config.work_dir, "sdnn"))
   assert saved.get_layer("predictions").__class__.__name__ == "MixtureOfExperts"
+  # The rows a report reads back: those with a kept model, in the order asked.
+  rows = list(pipeline.trained_rows(config.work_dir, ["sdnn", "baseline_equal_steps",
+                                                       "baseline:asymmetric"]))
+  assert [(stage, os.path.basename(folder)) for stage, folder, _, _ in rows] == [
+      ("sdnn", "sdnn"), ("baseline:asymmetric", "baseline-asymmetric")]
+  for _, _, model, model_config in rows:
+    assert model_config["num_classes"] == 12 and model.output_shape == (None, 12)
   assert "best epoch" in pipeline.format_table(comparison)
   assert "GAP@5" in pipeline.format_table(comparison, top_k=5)
   assert "SMoE" in pipeline.format_table(comparison)

@@ -362,6 +362,16 @@ def format_table(comparison: dict, top_k: int = 20) -> str:
   return "\n".join(lines)
 
 
+def trained_rows(work_dir: str, stages):
+  """(stage, its folder, its trained model, its model config) for each of `stages` whose
+  model was kept (`MODEL_FILE`), in order; rows without one are left out."""
+  for stage in stages:
+    train_dir = stage_dir(work_dir, stage)
+    if os.path.exists(os.path.join(train_dir, training.MODEL_FILE)):
+      yield (stage, train_dir, training.load_trained_model(train_dir),
+             training.load_model_config(train_dir))
+
+
 def load_top_k(work_dir: str, stage: str) -> dict:
   """A row's test top-k (`TOP_K_FILE`), as `bootstrap.paired_gap_differences` takes it."""
   return artifacts.read_npz(os.path.join(stage_dir(work_dir, stage), TOP_K_FILE),
