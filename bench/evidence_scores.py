@@ -18,7 +18,9 @@ AP and the training frequency (Spearman ρ, partial ρ at equal frequency, mean
 validation AP of the selected classes): `ranking` in the summary.
 
 Waves: seed 0 of every variant first, then seed 1, then seed 2; resumable (finished
-rows are skipped). About 6 minutes per row on 2 CPU cores.
+rows are skipped). One θ run per seed and window (from scratch, or `@late`): the other
+tracked scores of that window are recomputed from its file's sums (`_share_theta`).
+About 6 minutes per logistic row, 12 per MoE row, on 2 CPU cores.
 
   python -m bench.evidence_converged --model=logistic --output=/tmp/converged_lr
   python -m bench.evidence_scores --baseline_runs=/tmp/converged_lr --output=/tmp/scores_lr
@@ -37,7 +39,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from bench import real_data
-from yt8m_sdnn import artifacts, training
+from yt8m_sdnn import artifacts, neglection, training
 from yt8m_sdnn.experiments import bootstrap
 from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import class_counts, reader
@@ -131,6 +133,36 @@ def _matched_random(work_dir: str, seed: int, counts: np.ndarray) -> None:
                               "num_classes": int(counts.size)})
 
 
+def _share_theta(work_dir: str, seed: int, variant: str) -> None:
+  """A tracked score's θ stage from a sibling's: same seed, window and shards.
+
+  The θ run does not depend on the score, and its neglection.json keeps every window's
+  sums, so the first tracked variant of a seed (from scratch, or `@late`) trains and
+  the others are `neglection.rescored` from its file: one θ run per seed and window
+  instead of one per variant, and the variants differ by the score alone.
+  """
+  score, _, when = variant.partition("@")
+  path = os.path.join(work_dir, "neglection", NEGLECTION_FILE)
+  if score not in scores_lib.TRACKED_SCORES or os.path.exists(path):
+    return
+  for other in FLAGS.variants:
+    other_score, _, other_when = other.partition("@")
+    source = os.path.join(FLAGS.output, other, f"run-{seed}", "neglection", NEGLECTION_FILE)
+    if (other == variant or other_when != when or other_score not in scores_lib.TRACKED_SCORES
+        or not os.path.exists(source)):
+      continue
+    payload = artifacts.read_json(source)
+    if payload.get("iterations_run") != FLAGS.neglection_steps:
+      continue  # measured over another window
+    try:
+      shared = neglection.rescored(payload, score)
+    except ValueError:
+      continue  # written before neglection.json kept the sums
+    artifacts.write_json(path, dict(shared, rescored_from=source))
+    logging.info("variant %s, seed %d: θ stage rescored from %s", variant, seed, source)
+    return
+
+
 def _validation_ap(seed: int) -> np.ndarray:
   """The seed's converged baseline's per-class AP on the validation shards (cached)."""
   path = os.path.join(FLAGS.output, f"baseline_val_ap-{seed}.npz")
@@ -202,6 +234,7 @@ def main(argv):
         _link_baseline(work_dir, seed)
         if variant == MATCHED_RANDOM:
           _matched_random(work_dir, seed, counts)
+        _share_theta(work_dir, seed, variant)
         logging.info("variant %s, seed %d: %s", variant, seed, work_dir)
         pipeline.run(_config(work_dir, seed, variant))
   summary = {"model": FLAGS.model, "setting": FLAGS.setting, "seeds": seeds, "test": TEST,

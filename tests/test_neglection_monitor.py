@@ -9,8 +9,9 @@ import pytest
 
 from yt8m_sdnn import artifacts, models
 from yt8m_sdnn.neglection import (NeglectionMonitor, NeglectionTrackingModel,
-                                  attach_neglection_monitor, num_selected_classes,
+                                  attach_neglection_monitor, num_selected_classes, rescored,
                                   select_neglected_classes)
+from yt8m_sdnn.neglection import scores as scores_lib
 
 NUM_FEATURES, NUM_HIDDEN, NUM_CLASSES = 20, 16, 5
 BATCH_SIZE, NUM_EXAMPLES = 16, 64  # 4 steps per epoch.
@@ -112,6 +113,30 @@ def test_json_and_tensorboard_are_written(frozen_run, tmp_path):
   assert len(payload["selected"]) == 2 and ABSENT not in payload["selected"]
   assert [w["end_iteration"] for w in payload["history"]] == [6, 12]
   assert glob.glob(os.path.join(log_dir, "events.out.tfevents*"))
+
+
+def test_json_keeps_the_sums_so_another_score_needs_no_second_run(frozen_run, tmp_path):
+  """`rescored` on the file gives what a monitor ranking by that score selects."""
+  _, monitor, _, _, _ = frozen_run
+  path = str(tmp_path / "neglection.json")
+  monitor.write_json(path)
+  payload = artifacts.read_json(path)
+  as_array = lambda values: np.array([np.nan if v is None else v for v in values], np.float64)
+  assert rescored(payload, "paper") == payload  # the paper's file is its own rescoring
+  for score in scores_lib.TRACKED_SCORES:
+    again = rescored(payload, score)
+    for window, saved in zip(monitor.history, again["history"]):
+      np.testing.assert_allclose(as_array(saved["score_values"]),
+                                 scores_lib.tracked_scores(score, window), rtol=1e-12)
+    expected = scores_lib.tracked_scores(score, monitor.history[-1])
+    assert again["score"] == score
+    assert again["selected"] == select_neglected_classes(expected, top_k_classes=2).tolist()
+    assert again["theta"] == payload["theta"]
+  old_file = dict(payload, history=[{"end_iteration": 12, "theta": payload["theta"]}])
+  with pytest.raises(ValueError, match="no sums"):
+    rescored(old_file, "null_normalized")
+  with pytest.raises(ValueError, match="low_val_ap"):
+    rescored(payload, "low_val_ap")  # an oracle needs a trained model, not sums
 
 
 def test_training_is_unchanged_by_the_wrapper():

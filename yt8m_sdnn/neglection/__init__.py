@@ -17,7 +17,7 @@ Example:
 """
 
 from yt8m_sdnn.neglection.monitor import (DEFAULT_TOP_FRACTION, NeglectionMonitor,
-                                          attach_neglection_monitor)
+                                          attach_neglection_monitor, rescored)
 from yt8m_sdnn.neglection.selection import num_selected_classes, select_neglected_classes
 from yt8m_sdnn.neglection.statistics import (DEFAULT_EPSILON, METHODS, NO_POSITIVE_MODES,
                                              choose_method, gradient_part_norms,
@@ -42,5 +42,6 @@ __all__ = [
     "neglection_ratios",
     "neglection_scores",
     "num_selected_classes",
+    "rescored",
     "select_neglected_classes",
 ]

@@ -28,7 +28,9 @@ JSON (`to_dict`, `write_json`): `theta` (one number per class, null where NaN),
 `top_fraction` and `top_k_classes` (how many classes `selected` holds: a share, or a
 count that replaces it; the other is null), `positive_minibatches` (per class, the
 minibatches of the latest window with a positive) and `history` (every window's
-`end_iteration`, `num_iterations`, `theta` and `score_values`).
+`end_iteration`, `num_iterations`, `theta`, `score_values` and its sums,
+`scores.SUM_KEYS`). With the sums in the file, `rescored` turns a payload ranked by one
+tracked score into the payload of another, with no second training run.
 
 Why a wrapper and not the callback alone: `model.fit(callbacks=[NeglectionMonitor(...)])`
 on a plain Keras model cannot work in Keras 3, so fitting one raises a `TypeError`
@@ -70,6 +72,47 @@ _WINDOW_SUMS = ("ratio_sums", "null_ratio_sums", "positive_minibatches", "positi
 def _json_floats(values: np.ndarray) -> list[Optional[float]]:
   """Floats for JSON, NaN as None (JSON has no NaN)."""
   return [None if math.isnan(value) else float(value) for value in np.asarray(values).tolist()]
+
+
+def _json_sums(window: dict[str, Any]) -> dict[str, Any]:
+  """A window's sums (`scores.SUM_KEYS`) for JSON: per-class lists, the scalar count."""
+  return {key: (float(window[key]) if np.ndim(window[key]) == 0
+                else _json_floats(window[key])) for key in scores_lib.SUM_KEYS}
+
+
+def rescored(payload: dict[str, Any], score: str) -> dict[str, Any]:
+  """`payload` (`NeglectionMonitor.to_dict`) as a monitor ranking by `score` would write it.
+
+  Every window's `score_values` are recomputed from its sums, and `selected` from the
+  latest window's, with the payload's `top_fraction` or `top_k_classes` and
+  `no_positive`; θ and the sums are unchanged. The tracked scores read the same sums,
+  so one training run serves every score (the run does not depend on the score).
+
+  Raises:
+    ValueError: `score` is not a tracked score, or a window has no sums (a file
+      written before the sums were kept).
+  """
+  scores_lib.check_score(score, scores_lib.TRACKED_SCORES)
+  history = payload.get("history") or []
+  missing = [w.get("end_iteration") for w in history
+             if not all(key in w for key in scores_lib.SUM_KEYS)]
+  if not history or missing:
+    raise ValueError(
+        f"neglection_score={score!r}: the windows ending at iterations {missing} have no "
+        f"sums {list(scores_lib.SUM_KEYS)} to recompute it from; measure θ again")
+  no_positive = payload.get("no_positive", "skip")
+  windows = []
+  for window in history:
+    sums = {key: np.asarray(window[key], np.float64) for key in scores_lib.SUM_KEYS}
+    values = scores_lib.tracked_scores(score, sums, no_positive=no_positive)
+    windows.append(dict(window, score_values=_json_floats(values)))
+  latest = np.array([np.nan if v is None else v for v in windows[-1]["score_values"]],
+                    np.float64)
+  top_k = payload.get("top_k_classes")
+  selected = select_neglected_classes(
+      latest, top_fraction=None if top_k else payload.get("top_fraction"), top_k_classes=top_k)
+  return dict(payload, score=score, score_values=windows[-1]["score_values"],
+              selected=selected.tolist(), history=windows)
 
 
 class NeglectionMonitor(keras.callbacks.Callback):
@@ -300,12 +343,12 @@ class NeglectionMonitor(keras.callbacks.Callback):
         "top_fraction": self.top_fraction,
         "top_k_classes": self.top_k_classes,
         "positive_minibatches": [int(count) for count in latest["positive_minibatches"]],
-        "history": [{
+        "history": [dict({
             "end_iteration": window["end_iteration"],
             "num_iterations": window["num_iterations"],
             "theta": _json_floats(window["theta"]),
             "score_values": _json_floats(window["score_values"]),
-        } for window in self.history],
+        }, **_json_sums(window)) for window in self.history],
     }
 
   def write_json(self, path: str) -> None:
