@@ -114,7 +114,9 @@ def _reuse_tuning(chosen: dict, work_dir: str) -> None:
   its own θ and partition, measured with SDNN's setting, as the rows stage would) and
   scored them on the validation shards only. Their trained models are copied without
   any result, so the pipeline scores them once on the test shards (a trained row is
-  evaluated, not trained again). A row already in `work_dir` is left as it is.
+  evaluated, not trained again). A row already in `work_dir` is left as it is; one
+  trained with another setting than the chosen one is refused by the pipeline
+  (`training.check_finished_settings`): delete it to train it with the chosen setting.
   """
   for row in ("baseline", "sdnn"):
     if row not in chosen:

@@ -87,6 +87,41 @@ def test_resume_refuses_other_training_data(shards, tmp_path):
     training.train(_config(tmp_path / "run"), _reader(one_shard))
 
 
+def test_a_finished_run_reused_with_other_settings_is_refused(shards, tmp_path):
+  """A finished row records its settings; reusing it as another setting's row is refused."""
+  config = _config(tmp_path / "run", num_epochs=1)
+  training.train(config, _reader(shards))
+  settings = artifacts.read_json(str(tmp_path / "run" / training.TRAIN_RESULT_FILE))["settings"]
+  assert settings["learning_rate"] == 0.01 and settings["optimizer"] == "adam"
+  # Raising a cap is no other run; the same settings pass.
+  training.check_finished_settings(dataclasses.replace(config, num_epochs=5, patience=9),
+                                   _reader(shards))
+  for changes, flag in (({"learning_rate": 0.02}, "--learning_rate: then 0.01, now 0.02"),
+                        ({"weight_decay": 0.1, "optimizer": "adamw"}, "--weight_decay")):
+    with pytest.raises(backup.SettingsMismatchError, match="--overwrite") as raised:
+      training.check_finished_settings(dataclasses.replace(config, **changes), _reader(shards),
+                                       overwrite_hint="rerun with --overwrite")
+    assert flag in str(raised.value) and f"{tmp_path}/run" in str(raised.value)
+  one_shard = os.path.join(shards, "train00.tfrecord")
+  with pytest.raises(backup.SettingsMismatchError, match="--train_data"):
+    training.check_finished_settings(config, _reader(one_shard))
+  # A pipeline's work dir reused with another learning rate: the row is not reported as
+  # if trained with it.
+  data = _reader(shards)
+  run = pipeline.PipelineConfig(work_dir=str(tmp_path / "work"), train_reader=data,
+                                eval_reader=dataclasses.replace(data, training=False),
+                                train=config, model="logistic", stages=("baseline",))
+  first = pipeline.run(run)["baseline"]
+  assert pipeline.run(run)["baseline"] == first  # same settings: read back
+  other = dataclasses.replace(run, train=dataclasses.replace(config, learning_rate=0.02))
+  with pytest.raises(backup.SettingsMismatchError, match="--learning_rate"):
+    pipeline.run(other)
+  pipeline.run(dataclasses.replace(other, overwrite=True))  # trains it afresh
+  assert artifacts.read_json(str(tmp_path / "work" / "baseline" / training.TRAIN_RESULT_FILE))[
+      "settings"]["learning_rate"] == 0.02
+  assert pipeline.run(other)["baseline"]["gap"] != first["gap"]
+
+
 def test_overwrite_discards_the_backup_and_trains_afresh(shards, tmp_path):
   _crash(_config(tmp_path / "run"), _reader(shards))
   fresh = training.train(_config(tmp_path / "run", learning_rate=0.02, overwrite=True),

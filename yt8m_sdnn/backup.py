@@ -13,6 +13,10 @@ weights and optimizer state (`.weights.h5`) and a `backup_state.json` that recor
 - a fingerprint of the settings that shape training (`fingerprint`), so a rerun with
   another learning rate, seed, loss, model or training data is refused
   (`check_fingerprint`) instead of silently continuing someone else's run.
+
+A finished run keeps the part of the fingerprint that needs no model (`run_settings`)
+in its `train_result.json`, so a caller that reuses a finished row instead of training
+it again can refuse one trained with other settings (`check_run_settings`).
 """
 
 from __future__ import annotations
@@ -50,9 +54,8 @@ class BackupMismatchError(artifacts.ArtifactError):
   """A backup was made with other training settings than the run that found it."""
 
 
-def fingerprint(train_config, reader_config, model: keras.Model,
-                loss: keras.losses.Loss) -> dict[str, Any]:
-  """The settings that shape a training run, as JSON values (see `FINGERPRINT_FLAGS`).
+def run_settings(train_config, reader_config) -> dict[str, Any]:
+  """The settings that shape a training run and need no model, as JSON values.
 
   Caps that may be raised to continue a run (`num_epochs`, `patience`) and settings that
   do not change the numbers (backup interval, checkpoints kept) are not part of it.
@@ -63,14 +66,57 @@ def fingerprint(train_config, reader_config, model: keras.Model,
       "learning_rate_decay": train_config.learning_rate_decay,
       "weight_decay": train_config.weight_decay, "seed": train_config.seed,
       "steps_per_epoch": train_config.steps_per_epoch,
-      "loss": dataclasses.asdict(train_config.loss), "loss_class": type(loss).__name__,
+      "loss": dataclasses.asdict(train_config.loss),
       "train_data": resolve_files(reader_config.data_pattern),
       "batch_size": reader_config.batch_size, "feature_names": list(reader_config.feature_names),
       "feature_sizes": list(reader_config.feature_sizes),
       "num_classes": reader_config.num_classes, "frame_level": reader_config.frame_level,
-      "weight_shapes": [list(weight.shape) for weight in model.weights],
   }
   return json.loads(json.dumps(values))  # tuples as lists, as they come back from disk
+
+
+def fingerprint(train_config, reader_config, model: keras.Model,
+                loss: keras.losses.Loss) -> dict[str, Any]:
+  """`run_settings` plus the loss class and the model's weight shapes (see `FINGERPRINT_FLAGS`)."""
+  return dict(run_settings(train_config, reader_config), loss_class=type(loss).__name__,
+              weight_shapes=[list(weight.shape) for weight in model.weights])
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
+  """The settings that differ, each with its flag, the saved and the current value."""
+  def shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+  differing = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+  return "; ".join(f"{FINGERPRINT_FLAGS.get(key, key)}: then {shown(saved.get(key))}, "
+                   f"now {shown(current.get(key))}" for key in differing)
+
+
+class SettingsMismatchError(artifacts.ArtifactError):
+  """A finished run was trained with other settings than the run that would reuse it."""
+
+
+def check_run_settings(saved: dict[str, Any] | None, current: dict[str, Any], train_dir: str,
+                       overwrite_hint: str = "") -> None:
+  """Refuses to reuse a finished run whose `run_settings` differ from `current`.
+
+  A run finished before its settings were recorded (`saved` None) is reused with a
+  warning.
+
+  Raises:
+    SettingsMismatchError: naming the run, each differing setting (its flag, the
+      finished run's value and the current one) and the ways on.
+  """
+  if saved is None:
+    logging.warning("%s: the finished run records no settings; reusing it unchecked.", train_dir)
+    return
+  lines = _differences({key: saved.get(key) for key in current}, current)
+  if lines:
+    raise SettingsMismatchError(
+        f"{train_dir}: this finished run was trained with other settings ({lines}); its "
+        f"results belong to those. Rerun with its settings, or train it afresh: "
+        f"{overwrite_hint or 'delete ' + train_dir}.")
 
 
 def check_fingerprint(state: dict[str, Any], current: dict[str, Any], backup_dir: str,
@@ -87,16 +133,9 @@ def check_fingerprint(state: dict[str, Any], current: dict[str, Any], backup_dir
   if saved is None:
     logging.warning("%s: the backup records no settings; resuming it unchecked.", backup_dir)
     return
-  differing = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
-  if not differing:
+  lines = _differences(saved, current)
+  if not lines:
     return
-
-  def shown(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-  lines = "; ".join(f"{FINGERPRINT_FLAGS.get(key, key)}: backup {shown(saved.get(key))}, "
-                    f"now {shown(current.get(key))}" for key in differing)
   raise BackupMismatchError(
       f"{backup_dir}: this backup of an unfinished run was made with other settings ({lines}). "
       f"Rerun with the backup's settings to resume it, or start afresh: "

@@ -439,7 +439,8 @@ def _train(train_config, reader_config, build, extra_callbacks, val_reader, top_
       "seconds": result.seconds, "steps": result.steps, "examples": result.examples,
       "best_epoch": result.best_epoch, "best_steps": result.best_steps,
       "validation_curve": result.validation_curve, "stopped_early": result.stopped_early,
-      "history": {key: [float(v) for v in values] for key, values in history.items()}})
+      "history": {key: [float(v) for v in values] for key, values in history.items()},
+      "settings": backup.run_settings(train_config, reader_config)})
   # Like Keras' BackupAndRestore: a finished run leaves no backup, so the same
   # command trains afresh; a crash before this line resumes instead.
   if tf.io.gfile.exists(backup_dir):
@@ -459,6 +460,26 @@ def load_train_result_record(train_dir: str) -> dict | None:
   if not tf.io.gfile.exists(path):
     return None
   return artifacts.read_json(path, regenerate_hint=f"Delete {train_dir} to train afresh.")
+
+
+def check_finished_settings(train_config: TrainConfig, reader_config: reader.ReaderConfig,
+                            overwrite_hint: str = "") -> None:
+  """Refuses a finished run in `train_config.train_dir` trained with other settings.
+
+  Reusing a finished row (its result, or its saved model to score) stands for training
+  it with `train_config` and `reader_config`; a row trained with another learning
+  rate, seed, loss or training data would be reported under the wrong settings. A run
+  finished before settings were recorded is reused with a warning. No finished run:
+  nothing to check.
+
+  Raises:
+    backup.SettingsMismatchError: naming the run and each differing setting.
+  """
+  record = load_train_result_record(train_config.train_dir)
+  if record is None:
+    return
+  backup.check_run_settings(record.get("settings"), backup.run_settings(train_config, reader_config),
+                            train_config.train_dir, overwrite_hint)
 
 
 def load_train_result(train_dir: str) -> TrainResult | None:

@@ -178,23 +178,47 @@ def _load_done(config: PipelineConfig, stage: str, artifact: str = STAGE_RESULT_
   return path
 
 
+def _row_train_config(config: PipelineConfig, stage: str, model_name: str,
+                      train_config: training.TrainConfig | None = None) -> training.TrainConfig:
+  """How a model row trains: the stage's settings, its folder and its model."""
+  train_config = dataclasses.replace(train_config or _stage_train_config(config, stage),
+                                     train_dir=_stage_dir(config, stage), model=model_name)
+  if model_name != config.model:  # the LR row of a moe run takes no mixtures
+    train_config = dataclasses.replace(train_config, model_options={})
+  return train_config
+
+
+def _load_done_row(config: PipelineConfig, stage: str, train_config: training.TrainConfig,
+                   reader_config: reader.ReaderConfig) -> dict | None:
+  """A finished row's result, or None; refuses a row trained with other settings.
+
+  A row trained with another learning rate, seed, loss or training data than this run
+  asks for (a work dir reused with other flags) is an error, not a silent reuse.
+  """
+  if config.overwrite:
+    return None
+  training.check_finished_settings(
+      train_config, reader_config,
+      overwrite_hint="rerun with --overwrite, or give another --work_dir")
+  done = _load_done(config, stage)
+  return None if done is None else artifacts.read_json(done, regenerate_hint=_REGENERATE)
+
+
 def _train_and_evaluate(config: PipelineConfig, stage: str, model_name: str,
                         train_config: training.TrainConfig | None = None,
                         reader_config: reader.ReaderConfig | None = None,
                         build=None) -> dict:
   """Trains one model row, evaluates it, and records metrics, time and throughput."""
-  done = _load_done(config, stage)
+  train_config = _row_train_config(config, stage, model_name, train_config)
+  reader_config = reader_config or config.train_reader
+  done = _load_done_row(config, stage, train_config, reader_config)
   if done is not None:
-    return artifacts.read_json(done, regenerate_hint=_REGENERATE)
-  train_config = dataclasses.replace(train_config or _stage_train_config(config, stage),
-                                     train_dir=_stage_dir(config, stage), model=model_name)
-  if model_name != config.model:  # the LR row of a moe run takes no mixtures
-    train_config = dataclasses.replace(train_config, model_options={})
+    return done
   started = time.perf_counter()
   # A run killed after training (e.g. while scoring the test shards) keeps its model.
   result = None if config.overwrite else training.load_train_result(train_config.train_dir)
   if result is None:
-    result = training.train(train_config, reader_config or config.train_reader,
+    result = training.train(train_config, reader_config,
                             build, val_reader=config.val_reader, top_k=config.top_k)
   else:
     logging.info("stage %s: trained already (%s); evaluating it", stage, train_config.train_dir)
@@ -260,9 +284,10 @@ def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.Subclass
 def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPlan,
                   split: bool, augment: bool) -> dict:
   """An SCNN row (or an ablation) on the online transform."""
-  done = _load_done(config, stage)
+  done = _load_done_row(config, stage, _row_train_config(config, stage, config.model),
+                        config.train_reader)
   if done is not None:
-    return artifacts.read_json(done, regenerate_hint=_REGENERATE)
+    return done
   loss_config = _stage_train_config(config, stage).loss
   counts = (class_counts.count_class_positives(config.train_reader)[0]
             if loss_config.needs_class_counts else None)
