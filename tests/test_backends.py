@@ -156,6 +156,9 @@ def _model_pieces(numbers: dict, keras_path: str) -> None:
   logits, _, features, _, _ = _case()
   numbers["merge"] = _numpy(SubclassMerge(UNIT_TO_CLASS, NUM_CLASSES)(logits))
   numbers["merge_identity"] = _numpy(SubclassMerge(list(range(NUM_UNITS)), NUM_UNITS)(logits))
+  probabilities = (1 / (1 + np.exp(-np.asarray(logits, np.float64)))).astype(np.float32)
+  numbers["merge_odds_sum"] = _numpy(SubclassMerge(UNIT_TO_CLASS, NUM_CLASSES,
+                                                   merge="odds_sum")(probabilities))
   for seed, name in enumerate(sorted(models.MODEL_REGISTRY)):
     for activation in ("sigmoid", None):
       model = _set_fixed_weights(models.build_model(name, FEATURE_SIZE, NUM_CLASSES,
