@@ -2,7 +2,7 @@
 
 Builds on `bench.evidence_converged` (same real-shard split, same early-stopped
 protocol, same setting: the grid winner adam/0.03/0 of both the baseline and the SDNN
-row). For every score variant and seed, the SDNN row is trained with the classes that
+row; `--baseline_setting` where the baseline's own differs). For every score variant and seed, the SDNN row is trained with the classes that
 score selects, early-stopped on the validation shards and scored once on the test
 shards, and compared with the SAME seed's converged baseline (its folder is linked
 from `--baseline_runs`, so the baseline is trained once for every variant). Variants:
@@ -57,7 +57,13 @@ flags.DEFINE_list("variants", ["low_val_ap", "null_normalized", "matched_random"
                                "frequency_residual", "ap_gap", "null_normalized@late"],
                   "Score variants, in the order they run: SCORE or SCORE@late.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-flags.DEFINE_string("setting", "adam/0.03/0", "OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY.")
+flags.DEFINE_string("setting", "adam/0.03/0",
+                    "OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY of the SDNN rows and θ.")
+flags.DEFINE_string("baseline_setting", None,
+                    "OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY the linked baselines were trained "
+                    "with, where the tuning chose another one for them (the MoE's wider "
+                    "grid: adamw/0.03/0.2 beside the SDNN rows' adamw/0.03/0.05); "
+                    "default: --setting. A baseline trained otherwise is refused.")
 flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
@@ -81,17 +87,20 @@ def _config(work_dir: str, seed: int, variant: str) -> pipeline.PipelineConfig:
   score, _, when = variant.partition("@")
   if variant == MATCHED_RANDOM:  # its neglection.json is written by `_matched_random`
     score = scores_lib.DEFAULT_SCORE
-  optimizer, learning_rate, weight_decay = FLAGS.setting.split("/")
   train_reader, val_reader, test_reader = _readers(seed)
-  train = training.TrainConfig(train_dir="", num_epochs=200, seed=seed, patience=4,
-                               optimizer=optimizer, learning_rate=float(learning_rate),
-                               weight_decay=float(weight_decay), learning_rate_decay=1.0,
-                               model_options=MODEL_OPTIONS[FLAGS.model])
+
+  def train(setting: str) -> training.TrainConfig:
+    optimizer, learning_rate, weight_decay = setting.split("/")
+    return training.TrainConfig(train_dir="", num_epochs=200, seed=seed, patience=4,
+                                optimizer=optimizer, learning_rate=float(learning_rate),
+                                weight_decay=float(weight_decay), learning_rate_decay=1.0,
+                                model_options=MODEL_OPTIONS[FLAGS.model])
   return pipeline.PipelineConfig(
       work_dir=work_dir, train_reader=train_reader, eval_reader=test_reader,
-      val_reader=val_reader, train=train, model=FLAGS.model, stages=("sdnn",),
+      val_reader=val_reader, train=train(FLAGS.setting), model=FLAGS.model, stages=("sdnn",),
       neglection_steps=FLAGS.neglection_steps, neglection_score=score,
-      neglection_from_baseline=when == "late")
+      neglection_from_baseline=when == "late",
+      baseline_train=train(FLAGS.baseline_setting) if FLAGS.baseline_setting else None)
 
 
 def _link_baseline(work_dir: str, seed: int) -> None:
@@ -237,7 +246,8 @@ def main(argv):
         _share_theta(work_dir, seed, variant)
         logging.info("variant %s, seed %d: %s", variant, seed, work_dir)
         pipeline.run(_config(work_dir, seed, variant))
-  summary = {"model": FLAGS.model, "setting": FLAGS.setting, "seeds": seeds, "test": TEST,
+  summary = {"model": FLAGS.model, "setting": FLAGS.setting,
+             "baseline_setting": FLAGS.baseline_setting or FLAGS.setting, "seeds": seeds, "test": TEST,
              "variants": {}}
   # The paper's θ from scratch is bench.evidence_converged's own sdnn row.
   variants = [("paper", os.path.join(FLAGS.baseline_runs, "run-{seed}"))] + [

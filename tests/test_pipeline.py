@@ -183,3 +183,24 @@ def test_a_row_killed_after_training_is_evaluated_not_retrained(pipeline_config,
   again = pipeline.run(config)["baseline"]
   assert os.path.getmtime(row_dir / training.MODEL_FILE) == trained_at
   assert again["gap"] == first["gap"] and again["train_steps"] == first["train_steps"]
+
+
+def test_baseline_rows_may_train_with_their_own_settings(pipeline_config, tmp_path):
+  """`baseline_train`: the plain-model rows take it, θ and the subclass rows `train`."""
+  config = dataclasses.replace(
+      pipeline_config, work_dir=str(tmp_path / "run"), stages=("baseline", "sdnn"),
+      train=dataclasses.replace(pipeline_config.train, learning_rate=0.01),
+      baseline_train=dataclasses.replace(pipeline_config.train, learning_rate=0.02,
+                                         optimizer="adamw", weight_decay=0.1))
+  first = pipeline.run(config)
+
+  def settings(stage):
+    return artifacts.read_json(str(tmp_path / "run" / stage / training.TRAIN_RESULT_FILE))[
+        "settings"]
+  assert (settings("baseline")["learning_rate"], settings("baseline")["weight_decay"]) == (0.02, 0.1)
+  assert settings("baseline")["optimizer"] == "adamw"
+  assert settings("sdnn")["learning_rate"] == settings("neglection")["learning_rate"] == 0.01
+  # Read back under the same two settings; the baseline's is checked against its own.
+  assert pipeline.run(config)["baseline"]["gap"] == first["baseline"]["gap"]
+  with pytest.raises(artifacts.ArtifactError, match="--weight_decay"):
+    pipeline.run(dataclasses.replace(config, baseline_train=config.train))

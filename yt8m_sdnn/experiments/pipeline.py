@@ -90,6 +90,10 @@ class PipelineConfig:
     neglection_score: which score selects the classes (`scores.NEGLECTION_SCORES`).
     neglection_from_baseline: measure a tracked score from the trained baseline row's
       weights instead of from scratch.
+    baseline_train: the settings of the rows that train the plain model (`logistic`,
+      `baseline`, `baseline_equal_steps` and their `ROW:LOSS` variants), when they
+      differ from `train` (e.g. each side's own tuned weight decay); None: `train`.
+      The θ stage and the subclass rows always use `train`.
   """
   work_dir: str
   train_reader: reader.ReaderConfig
@@ -108,6 +112,7 @@ class PipelineConfig:
   neglection_steps: int | None = None
   neglection_score: str = scores_lib.DEFAULT_SCORE
   neglection_from_baseline: bool = False
+  baseline_train: training.TrainConfig | None = None
 
   def __post_init__(self):
     scores_lib.check_score(self.neglection_score)
@@ -124,9 +129,11 @@ class PipelineConfig:
         raise ValueError(f"{name} is out of range. Received: {name}={getattr(self, name)!r} "
                          "(top_k, tau, top_k_classes, neglection_steps >= 1; fractions in "
                          "(0, 1]; extrapolation in [0, 1])")
-    if self.overwrite and not self.train.overwrite:
+    if self.overwrite:
       # Rerunning a stage also discards the backup of its unfinished training.
-      object.__setattr__(self, "train", dataclasses.replace(self.train, overwrite=True))
+      for name in ("train", "baseline_train"):
+        if getattr(self, name) is not None and not getattr(self, name).overwrite:
+          object.__setattr__(self, name, dataclasses.replace(getattr(self, name), overwrite=True))
     if self.neglection_score in scores_lib.ORACLE_SCORES and self.val_reader is None:
       raise ValueError(f"neglection_score={self.neglection_score!r} is an oracle read on "
                        "validation shards; give val_reader (--val_data)")
@@ -152,13 +159,18 @@ def split_stage(stage: str) -> tuple[str, str | None]:
   return row, loss or None
 
 
+BASELINE_ROWS = ("logistic", "baseline", "baseline_equal_steps")
+
+
 def _stage_train_config(config: PipelineConfig, stage: str) -> training.TrainConfig:
-  """`config.train` with the stage's own loss, if it names one."""
-  loss = split_stage(stage)[1]
+  """The stage's settings (`baseline_train` for the plain-model rows when given, else
+  `train`) with the stage's own loss, if it names one."""
+  row, loss = split_stage(stage)
+  train = (config.baseline_train if row in BASELINE_ROWS and config.baseline_train is not None
+           else config.train)
   if loss is None:
-    return config.train
-  return dataclasses.replace(config.train,
-                             loss=dataclasses.replace(config.train.loss, name=loss))
+    return train
+  return dataclasses.replace(train, loss=dataclasses.replace(train.loss, name=loss))
 
 
 def stage_dir(work_dir: str, stage: str) -> str:
@@ -301,9 +313,9 @@ def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPla
 
 def _baseline_equal_steps(config: PipelineConfig, stage: str, sdnn_steps: int) -> dict:
   """The CNN given as many steps (so examples) as the SCNN: repeats the shards."""
-  steps_per_epoch = math.ceil(sdnn_steps / config.train.num_epochs)
-  train_config = dataclasses.replace(_stage_train_config(config, stage),
-                                     steps_per_epoch=steps_per_epoch)
+  train_config = _stage_train_config(config, stage)
+  train_config = dataclasses.replace(
+      train_config, steps_per_epoch=math.ceil(sdnn_steps / train_config.num_epochs))
   reader_config = dataclasses.replace(config.train_reader, num_epochs=None)
   return _train_and_evaluate(config, stage, config.model,
                              train_config=train_config, reader_config=reader_config)
