@@ -73,8 +73,9 @@ class SubclassMerge(keras.layers.Layer):
     self.num_classes = int(num_classes)
     self._unit_to_class = check_unit_to_class(unit_to_class, self.num_classes)
     self._is_identity = np.array_equal(self._unit_to_class, np.arange(self.num_classes))
-    # Each class's first unit (the unit of a class that has only one).
+    # Each class's first unit, and the classes that have only that one.
     self._first_unit = np.unique(self._unit_to_class, return_index=True)[1]
+    self._single_unit = np.bincount(self._unit_to_class, minlength=self.num_classes) == 1
 
   @property
   def unit_to_class(self) -> list[int]:
@@ -108,10 +109,9 @@ class SubclassMerge(keras.layers.Layer):
                             self._unit_to_class, num_segments=self.num_classes)
     merged = ops.cast(ops.sigmoid(top + ops.log(total)), scores.dtype)
     # A class with one unit keeps its score exactly (no clip, no logit round trip).
-    single = np.bincount(self._unit_to_class, minlength=self.num_classes) == 1
-    if single.any():
+    if self._single_unit.any():
       own = ops.take(ops.transpose(scores), self._first_unit, axis=0)
-      merged = ops.where(single[:, None], own, merged)
+      merged = ops.where(self._single_unit[:, None], own, merged)
     return ops.transpose(merged)
 
   def compute_output_shape(self, input_shape):
