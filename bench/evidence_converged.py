@@ -59,6 +59,10 @@ flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("batch_size", 512, "Batch size (the paper's).")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
+flags.DEFINE_enum("subclass_merge", "max", ["max", "odds_sum"],
+                  "Merge rule of the split rows (sdnn, split_only): the epoch choice, the "
+                  "tuning and the test scores use it. Rows trained with another rule are "
+                  "refused: give another --output.")
 
 TRAIN, VALIDATION, TEST = real_data.TRAIN, real_data.VALIDATION, real_data.TEST
 DIFFERENCES = (("sdnn", "baseline"), ("split_only", "baseline"), ("augment_only", "baseline"),
@@ -81,7 +85,8 @@ def _config(work_dir: str, seed: int, setting: dict, stages, tuning: bool):
                  else reader.ReaderConfig(real_data.pattern(TEST), batch_size=1024))
   options = {"num_mixtures": 2} if FLAGS.model == "moe" else {}
   train = training.TrainConfig(train_dir="", num_epochs=FLAGS.num_epochs, seed=seed,
-                               patience=FLAGS.patience, model_options=options, **setting)
+                               patience=FLAGS.patience, model_options=options,
+                               subclass_merge=FLAGS.subclass_merge, **setting)
   return pipeline.PipelineConfig(
       work_dir=work_dir, train_reader=train_reader, eval_reader=eval_reader,
       val_reader=val_reader, train=train, model=FLAGS.model, stages=tuple(stages),
@@ -211,7 +216,7 @@ def main(argv):
   artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), {
       "model": FLAGS.model, "seeds": seeds, "split": {"train": TRAIN, "validation": VALIDATION,
                                                      "test": TEST},
-      "settings": chosen, "rows": rows, "paired_gap_differences": paired,
+      "settings": chosen, "subclass_merge": FLAGS.subclass_merge, "rows": rows, "paired_gap_differences": paired,
       "best_epochs": {stage: [run[stage].get("best_epoch") for run in runs if stage in run]
                       for stage in FLAGS.stages}})
   print(json.dumps(chosen))

@@ -18,6 +18,7 @@ from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import reader, scan
 from yt8m_sdnn.data.files import resolve_files
 from yt8m_sdnn.neglection import scores
+from yt8m_sdnn.subclass.merge import MERGE_RULES
 
 FLAGS = flags.FLAGS
 
@@ -80,6 +81,15 @@ def define_loss_flags() -> None:
                      "Probability shift m of ASL's negatives.")
   flags.DEFINE_float("class_balance_beta", defaults.class_balance_beta,
                      "β of --loss=class_balanced (effective number of samples).")
+
+
+def define_subclass_merge_flag(applies_to: str) -> None:
+  """--subclass_merge: how a subclass model's class scores come from its units."""
+  flags.DEFINE_enum(
+      "subclass_merge", "max", list(MERGE_RULES),
+      f"How {applies_to} scores a split class from its subclass units: max (the "
+      "paper's) or odds_sum (the class odds as the sum of the subclass odds, derived "
+      "from eq. 11; README \"Which merge rule?\"). Early stopping and evaluation score it.")
 
 
 # Without validation shards an epoch count is the whole schedule (the paper's 5); with
@@ -271,6 +281,8 @@ def train_config(train_dir: str, **overrides) -> training.TrainConfig:
     values["loss"] = loss_config()
   if "jit_compile" in FLAGS:
     values["jit_compile"] = FLAGS.jit_compile
+  if "subclass_merge" in FLAGS:
+    values["subclass_merge"] = FLAGS.subclass_merge
   values.update(overrides)
   return training.TrainConfig(**values)
 

@@ -49,6 +49,7 @@ flag_sets.define_data_flags()
 flag_sets.define_cache_flag()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
+flag_sets.define_subclass_merge_flag("every split row (sdnn, split_only and their ROW:LOSS)")
 # --help lists the shared flags too (absl shows only the main module's otherwise).
 flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["train_data", "eval_data", "work_dir"])

@@ -40,9 +40,14 @@ flag_sets.define_data_flags()
 flag_sets.define_cache_flag()
 flag_sets.define_compute_flags()
 flag_sets.define_loss_flags()
+flag_sets.define_subclass_merge_flag("the subclass model of --subclass_plan")
 # --help lists the shared flags too (absl shows only the main module's otherwise).
 flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["train_data", "train_dir"])
+flags.register_multi_flags_validator(
+    ["subclass_merge", "subclass_plan"],
+    lambda values: values["subclass_merge"] == "max" or values["subclass_plan"] is not None,
+    "--subclass_merge applies to a subclass model: give --subclass_plan too")
 
 
 def main(argv):
@@ -65,7 +70,7 @@ def main(argv):
     build = trainer.subclass_builder(
         subclass_plan, FLAGS.model, reader_config.feature_size, FLAGS.batch_size,
         train_config.l2_coefficient, loss_config=train_config.loss, class_counts=counts,
-        model_options=train_config.model_options)
+        model_options=train_config.model_options, merge=train_config.subclass_merge)
   result = training.train(train_config, reader_config, build, val_reader=val_reader,
                           top_k=FLAGS.top_k)
   logging.info("trained %d steps in %.1f s (%.0f examples/s)", result.steps, result.seconds,

@@ -65,3 +65,11 @@ def test_the_starter_flag_names_are_accepted():
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-1500:]
   assert result.stdout.split() == ["/data/train*", "/data/v*", "moe", "0.25", "True"]
+
+
+def test_a_merge_rule_without_a_subclass_model_is_refused(tmp_path):
+  result = _run("bin.yt8m_train", "--subclass_merge=odds_sum", f"--train_data={tmp_path}",
+                f"--train_dir={tmp_path / 'run'}")
+  assert result.returncode == 1
+  assert "--subclass_merge applies to a subclass model" in result.stderr, result.stderr[-1500:]
+  assert "--subclass_plan" in result.stderr and not (tmp_path / "run").exists()

@@ -204,3 +204,43 @@ def test_baseline_rows_may_train_with_their_own_settings(pipeline_config, tmp_pa
   assert pipeline.run(config)["baseline"]["gap"] == first["baseline"]["gap"]
   with pytest.raises(artifacts.ArtifactError, match="--weight_decay"):
     pipeline.run(dataclasses.replace(config, baseline_train=config.train))
+
+
+def test_split_rows_train_and_score_with_the_merge_rule(pipeline_config, tmp_path):
+  """`subclass_merge`: the split rows save, early-stop and score with it; rows without
+  subclasses are shared with a run that uses the other rule; a split row trained with
+  one rule is not reported as the other's."""
+  validate = pipeline_config.eval_reader.data_pattern
+  config = dataclasses.replace(
+      pipeline_config, work_dir=str(tmp_path / "run"), stages=("baseline", "sdnn", "augment_only"),
+      val_reader=dataclasses.replace(pipeline_config.eval_reader,
+                                     data_pattern=f"{validate}/validate0000-of-0002.tfrecord"),
+      eval_reader=dataclasses.replace(pipeline_config.eval_reader,
+                                      data_pattern=f"{validate}/validate0001-of-0002.tfrecord"),
+      train=dataclasses.replace(pipeline_config.train, num_epochs=1, subclass_merge="odds_sum"))
+  first = pipeline.run(config)
+
+  def recorded(stage):
+    return artifacts.read_json(str(tmp_path / "run" / stage / training.TRAIN_RESULT_FILE))[
+        "settings"]["subclass_merge"]
+  assert recorded("sdnn") == "odds_sum"
+  assert recorded("baseline") == recorded("augment_only") == recorded("neglection") == "max"
+  saved = training.load_trained_model(str(tmp_path / "run" / "sdnn"))
+  assert saved.get_layer("class_probabilities").merge == "odds_sum"
+  # The validation and test scores are the odds_sum model's, not the max's.
+  eval_config = dataclasses.replace(config.eval_reader, training=False)
+  from yt8m_sdnn import evaluation  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn.subclass.merge import with_merge  # pylint: disable=import-outside-toplevel
+  odds_sum = evaluation.evaluate(saved, eval_config)["gap"]
+  as_max = evaluation.evaluate(with_merge(saved, "max"), eval_config)["gap"]
+  assert first["sdnn"]["gap"] == pytest.approx(odds_sum) and odds_sum != as_max
+  assert first["sdnn"]["validation_curve"][0]["val_gap"] == pytest.approx(
+      evaluation.evaluate(saved, config.val_reader)["gap"])
+  # Another rule: the plain rows are read back, the split row refused.
+  with_max = dataclasses.replace(config, stages=("baseline", "augment_only"),
+                                 train=dataclasses.replace(config.train, subclass_merge="max"))
+  again = pipeline.run(with_max)
+  assert again["baseline"]["gap"] == first["baseline"]["gap"]
+  assert again["augment_only"]["gap"] == first["augment_only"]["gap"]
+  with pytest.raises(artifacts.ArtifactError, match="--subclass_merge: then \"odds_sum\""):
+    pipeline.run(dataclasses.replace(with_max, stages=("sdnn",)))

@@ -122,6 +122,21 @@ def test_a_finished_run_reused_with_other_settings_is_refused(shards, tmp_path):
   assert pipeline.run(other)["baseline"]["gap"] != first["gap"]
 
 
+def test_a_run_recorded_before_a_setting_existed_had_its_default(shards, tmp_path):
+  """`train_result.json` and backups from before `subclass_merge` was recorded: they were
+  trained with "max", so they are reused as "max" and refused as "odds_sum"."""
+  config = _config(tmp_path / "run", num_epochs=1)
+  training.train(config, _reader(shards))
+  path = str(tmp_path / "run" / training.TRAIN_RESULT_FILE)
+  record = artifacts.read_json(path)
+  del record["settings"]["subclass_merge"]
+  artifacts.write_json(path, record)
+  training.check_finished_settings(config, _reader(shards))
+  with pytest.raises(backup.SettingsMismatchError, match="--subclass_merge: then \"max\""):
+    training.check_finished_settings(dataclasses.replace(config, subclass_merge="odds_sum"),
+                                     _reader(shards))
+
+
 def test_overwrite_discards_the_backup_and_trains_afresh(shards, tmp_path):
   _crash(_config(tmp_path / "run"), _reader(shards))
   fresh = training.train(_config(tmp_path / "run", learning_rate=0.02, overwrite=True),

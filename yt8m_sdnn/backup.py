@@ -47,7 +47,11 @@ FINGERPRINT_FLAGS = {
     "feature_names": "--feature_names", "feature_sizes": "--feature_sizes",
     "num_classes": "--num_classes", "frame_level": "--frame_level",
     "weight_shapes": "the model's shape (--model, --num_classes, --subclass_plan)",
+    "subclass_merge": "--subclass_merge",
 }
+# Settings recorded since a later version, with the value every earlier run had: a
+# backup or finished run that lacks one was made with that value.
+SETTINGS_ADDED_LATER = {"subclass_merge": "max"}
 
 
 class BackupMismatchError(artifacts.ArtifactError):
@@ -67,6 +71,7 @@ def run_settings(train_config, reader_config) -> dict[str, Any]:
       "weight_decay": train_config.weight_decay, "seed": train_config.seed,
       "steps_per_epoch": train_config.steps_per_epoch,
       "loss": dataclasses.asdict(train_config.loss),
+      "subclass_merge": train_config.subclass_merge,
       "train_data": resolve_files(reader_config.data_pattern),
       "batch_size": reader_config.batch_size, "feature_names": list(reader_config.feature_names),
       "feature_sizes": list(reader_config.feature_sizes),
@@ -88,6 +93,7 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
     text = json.dumps(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
+  saved = {**SETTINGS_ADDED_LATER, **saved}
   differing = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
   return "; ".join(f"{FINGERPRINT_FLAGS.get(key, key)}: then {shown(saved.get(key))}, "
                    f"now {shown(current.get(key))}" for key in differing)
@@ -111,6 +117,7 @@ def check_run_settings(saved: dict[str, Any] | None, current: dict[str, Any], tr
   if saved is None:
     logging.warning("%s: the finished run records no settings; reusing it unchecked.", train_dir)
     return
+  saved = {**SETTINGS_ADDED_LATER, **saved}
   lines = _differences({key: saved.get(key) for key in current}, current)
   if lines:
     raise SettingsMismatchError(

@@ -314,14 +314,15 @@ def output_layer(model: keras.Model) -> keras.layers.Layer:
 
 
 def build_subclass_model(name: str, feature_size: int, unit_to_class, num_classes: int,
-                         weight_decay: float = 5e-4,
+                         weight_decay: float = 5e-4, merge: str = "max",
                          **model_options: Any) -> tuple[keras.Model, keras.Model]:
   """The subclass network (section 2.2): the same model with Σ H_i output units.
 
   Returns two models sharing every layer: the one to train outputs one *logit* per
   subclass unit (the subclass cross-entropy, eq. 11, takes logits for stability); the
-  one to save adds the sigmoid and `SubclassMerge` (max over a class's subclasses) and
-  returns class probabilities, so evaluation and prediction treat it as any baseline.
+  one to save adds the sigmoid and `SubclassMerge` (by default the max over a class's
+  subclasses) and returns class probabilities, so evaluation and prediction treat it as
+  any baseline.
 
   Args:
     name: a name of `MODEL_REGISTRY`.
@@ -329,11 +330,12 @@ def build_subclass_model(name: str, feature_size: int, unit_to_class, num_classe
     unit_to_class: class id of every output unit (`SubclassLayout.unit_to_class`).
     num_classes: number of classes.
     weight_decay: L2 coefficient on every kernel.
+    merge: the `SubclassMerge` rule, "max" (the paper's) or "odds_sum".
     **model_options: the model's own options, as in `build_model` (e.g.
       `num_mixtures`).
 
   Raises:
-    ValueError: as `build_model`.
+    ValueError: as `build_model`, or a bad `merge`.
   """
   from yt8m_sdnn.subclass.merge import SubclassMerge  # pylint: disable=import-outside-toplevel
   unit_to_class = [int(c) for c in unit_to_class]
@@ -342,6 +344,7 @@ def build_subclass_model(name: str, feature_size: int, unit_to_class, num_classe
   probabilities = keras.layers.Activation("sigmoid", dtype=_output_dtype(),
                                           name="subclass_probabilities")(logits_model.output)
   class_scores = SubclassMerge(unit_to_class=unit_to_class, num_classes=num_classes,
-                               dtype=_output_dtype(), name="class_probabilities")(probabilities)
+                               merge=merge, dtype=_output_dtype(),
+                               name="class_probabilities")(probabilities)
   class_model = keras.Model(logits_model.inputs, class_scores, name=f"s{logits_model.name}")
   return logits_model, class_model

@@ -21,7 +21,8 @@ def subclass_builder(plan: SubclassPlan, model_name: str, feature_size: int,
                                 batch_size: int, weight_decay: float = 5e-4,
                                 split: bool = True, augment_copies: bool = True,
                                 loss_config: loss_registry.LossConfig = loss_registry.LossConfig(),
-                                class_counts=None, model_options=None) -> Callable[[], training.Trainable]:
+                                class_counts=None, model_options=None,
+                                merge: str = "max") -> Callable[[], training.Trainable]:
   """The `build` argument of `training.train` that trains on `plan`.
 
   `train` calls it after seeding the run, so the subclass model's initial weights
@@ -39,6 +40,8 @@ def subclass_builder(plan: SubclassPlan, model_name: str, feature_size: int,
       subclass cross-entropy (`loss_registry.make_loss`).
     class_counts: training positives per class, for "class_balanced".
     model_options: the model's own options (e.g. {"num_mixtures": 2} for "moe").
+    merge: with `split`, the `SubclassMerge` rule of the saved class-probability model
+      ("max", the paper's, or "odds_sum"): what early stopping and evaluation score.
 
   Returns:
     A function returning the `training.Trainable`: with `split` the logits model,
@@ -61,7 +64,7 @@ def subclass_builder(plan: SubclassPlan, model_name: str, feature_size: int,
     unit_to_class = [int(c) for c in plan.layout.unit_to_class]
     logits_model, class_model = models.build_subclass_model(
         model_name, feature_size, unit_to_class, plan.num_classes, weight_decay=weight_decay,
-        **(model_options or {}))
+        merge=merge, **(model_options or {}))
     loss = loss_registry.make_loss(loss_config, plan.num_classes, from_logits=True,
                                    class_counts=class_counts, unit_to_class=unit_to_class)
     return training.Trainable(logits_model, loss=loss, num_outputs=len(unit_to_class),

@@ -40,6 +40,7 @@ from yt8m_sdnn import (artifacts, backup, distribute, early_stopping, evaluation
 from yt8m_sdnn import callbacks as callbacks_lib
 from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import class_counts, reader
+from yt8m_sdnn.subclass.merge import MERGE_RULES
 
 # The crash backup lives in `backup`; these names stay importable from here.
 BACKUP_STATE_FILE = backup.BACKUP_STATE_FILE
@@ -80,6 +81,9 @@ class TrainConfig:
       after which training stops.
     model_options: the model's own options (`models.build_model`), e.g.
       {"num_mixtures": 2} for "moe".
+    subclass_merge: how a subclass model's class scores come from its units
+      (`subclass.merge.MERGE_RULES`: "max", the paper's, or "odds_sum"); it is what
+      early stopping and evaluation score. Plain models have no merge and keep "max".
     log_every: steps between plain progress lines (`callbacks.ProgressLog`); 0: Keras'
       progress bar on a terminal and, when stdout is not one, a line every 30 s.
     overwrite: discard the backup of an unfinished run in `train_dir` and start
@@ -100,6 +104,7 @@ class TrainConfig:
   keep_checkpoints: int = 2
   patience: int = 4
   model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  subclass_merge: str = "max"
   overwrite: bool = False
   log_every: int = 0
 
@@ -109,6 +114,9 @@ class TrainConfig:
           f"Expected one of {sorted(models.MODEL_REGISTRY)}. Received: model={self.model!r}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"Expected one of {list(OPTIMIZERS)}. Received: optimizer={self.optimizer!r}")
+    if self.subclass_merge not in MERGE_RULES:
+      raise ValueError(f"Expected subclass_merge among {list(MERGE_RULES)}. Received: "
+                       f"subclass_merge={self.subclass_merge!r}")
     if self.log_every < 0:
       raise ValueError(f"log_every must be >= 0. Received: log_every={self.log_every}")
     if self.num_epochs <= 0:

@@ -160,6 +160,8 @@ def split_stage(stage: str) -> tuple[str, str | None]:
 
 
 BASELINE_ROWS = ("logistic", "baseline", "baseline_equal_steps")
+# The rows that train a subclass model, so the only ones a merge rule applies to.
+SPLIT_ROWS = ("sdnn", "split_only")
 
 
 def _stage_train_config(config: PipelineConfig, stage: str) -> training.TrainConfig:
@@ -197,7 +199,16 @@ def _row_train_config(config: PipelineConfig, stage: str, model_name: str,
                                      train_dir=_stage_dir(config, stage), model=model_name)
   if model_name != config.model:  # the LR row of a moe run takes no mixtures
     train_config = dataclasses.replace(train_config, model_options={})
+  if split_stage(stage)[0] not in SPLIT_ROWS:  # a plain model has no merge rule
+    train_config = _without_merge(train_config)
   return train_config
+
+
+def _without_merge(train_config: training.TrainConfig) -> training.TrainConfig:
+  """A plain model's settings: the merge rule at its default, so that rows without
+  subclasses are shared by runs that differ only in `subclass_merge`."""
+  default = training.TrainConfig.__dataclass_fields__["subclass_merge"].default
+  return dataclasses.replace(train_config, subclass_merge=default)
 
 
 def _load_done_row(config: PipelineConfig, stage: str, train_config: training.TrainConfig,
@@ -273,7 +284,8 @@ def _neglection(config: PipelineConfig) -> dict:
         config.neglection_score, training.load_trained_model(baseline_dir), config.val_reader,
         config.train_reader, train_dir, top_fraction=config.top_fraction,
         top_k_classes=config.top_k_classes)
-  train_config = dataclasses.replace(config.train, train_dir=train_dir, model=config.model)
+  train_config = _without_merge(
+      dataclasses.replace(config.train, train_dir=train_dir, model=config.model))
   return measure.measure_neglection(
       train_config, config.train_reader, config.fraction_of_epoch, tau=config.tau,
       top_fraction=config.top_fraction, top_k_classes=config.top_k_classes,
@@ -296,18 +308,18 @@ def _partition(config: PipelineConfig, selected: list[int]) -> plan_lib.Subclass
 def _subclass_row(config: PipelineConfig, stage: str, plan: plan_lib.SubclassPlan,
                   split: bool, augment: bool) -> dict:
   """An SCNN row (or an ablation) on the online transform."""
-  done = _load_done_row(config, stage, _row_train_config(config, stage, config.model),
-                        config.train_reader)
+  train_config = _row_train_config(config, stage, config.model)
+  done = _load_done_row(config, stage, train_config, config.train_reader)
   if done is not None:
     return done
-  loss_config = _stage_train_config(config, stage).loss
+  loss_config = train_config.loss
   counts = (class_counts.count_class_positives(config.train_reader)[0]
             if loss_config.needs_class_counts else None)
   build = trainer.subclass_builder(
       plan, config.model, config.train_reader.feature_size,
       config.train_reader.batch_size, config.train.l2_coefficient, split=split,
       augment_copies=augment, loss_config=loss_config, class_counts=counts,
-      model_options=config.train.model_options)
+      model_options=config.train.model_options, merge=train_config.subclass_merge)
   return _train_and_evaluate(config, stage, config.model, build=build)
 
 
