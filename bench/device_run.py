@@ -18,6 +18,9 @@ budget allowed is on disk when it ends:
    epoch's weights and is scored once on the test split. Seed 0 first; further seeds
    while time is left. No row may take more than `--row_share` of this part's time, so
    the baseline and the SDNN row of seed 0 both train whatever the recipe's pace.
+   The split rows are also scored, after training, with the summed-odds merge rule
+   (`odds_sum`, README "Which merge rule?"; the epoch stays the one max chose): on
+   validation (the choice of rule) and on test, in `by_merge`.
 The CNN uses the project's early-stopped CNN recipe (`training.EARLY_STOPPED_RECIPES`:
 Adam 0.001, constant, coupled L2 with λ = 5e-4; a test keeps the two equal), trained on
 logits (eq. 3 and eq. 11 from logits are exact on every backend) and scored through its
@@ -43,6 +46,7 @@ from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import packed
 from yt8m_sdnn.neglection import monitor as monitor_lib
 from yt8m_sdnn.subclass import arrays
+from yt8m_sdnn.subclass.merge import with_merge
 
 FLAGS = flags.FLAGS
 
@@ -226,6 +230,10 @@ def _subclass_row(row: str, plan, x, y, val, test, deadline: float) -> dict:
     train_model, score_model = _baseline_models(x.shape[1], num_classes)
   record = _early_stopped(train_model, score_model, features, labels, val, deadline)
   record["test"] = _metrics(score_model, *test)
+  if split:  # the other merge rule on the same trained model: no training
+    odds_sum = with_merge(score_model, "odds_sum")
+    record["by_merge"] = {"odds_sum": {"val_gap": _metrics(odds_sum, *val)["gap"],
+                                       "test": _metrics(odds_sum, *test)}}
   return record
 
 

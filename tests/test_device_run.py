@@ -45,6 +45,11 @@ def test_smoke_run_on_jax_without_tensorflow_writes_every_part(tmp_path):
   assert len(runs["theta"]["selected"]) == 3  # 10% of 30 classes
   for row in ("baseline", "sdnn", "augment_only", "split_only"):
     assert 0.0 <= runs[row]["test"]["gap"] <= 1.0 and runs[row]["best_epoch"] >= 1
+  for row in ("sdnn", "split_only"):  # rescored with the summed odds, on JAX
+    by_merge = runs[row]["by_merge"]["odds_sum"]
+    assert 0.0 <= by_merge["val_gap"] <= 1.0 and 0.0 <= by_merge["test"]["gap"] <= 1.0
+    assert by_merge["test"]["gap"] != runs[row]["test"]["gap"]
+  assert "by_merge" not in runs["augment_only"]
 
 
 def test_row_share_cuts_every_row_and_leaves_the_next_rows_their_turn(tmp_path):
