@@ -41,6 +41,7 @@ from yt8m_sdnn.experiments import bootstrap
 from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.experiments import seed_summary
 from yt8m_sdnn.data import reader
+from yt8m_sdnn.subclass.merge import MERGE_RULES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", "/tmp/evidence_converged", "Work directory.")
@@ -59,7 +60,7 @@ flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("batch_size", 512, "Batch size (the paper's).")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
-flags.DEFINE_enum("subclass_merge", "max", ["max", "odds_sum"],
+flags.DEFINE_enum("subclass_merge", "max", list(MERGE_RULES),
                   "Merge rule of the split rows (sdnn, split_only): the epoch choice, the "
                   "tuning and the test scores use it. Rows trained with another rule are "
                   "refused: give another --output.")
@@ -216,7 +217,8 @@ def main(argv):
   artifacts.write_json(os.path.join(FLAGS.output, "summary.json"), {
       "model": FLAGS.model, "seeds": seeds, "split": {"train": TRAIN, "validation": VALIDATION,
                                                      "test": TEST},
-      "settings": chosen, "subclass_merge": FLAGS.subclass_merge, "rows": rows, "paired_gap_differences": paired,
+      "settings": chosen, "subclass_merge": FLAGS.subclass_merge, "rows": rows,
+      "paired_gap_differences": paired,
       "best_epochs": {stage: [run[stage].get("best_epoch") for run in runs if stage in run]
                       for stage in FLAGS.stages}})
   print(json.dumps(chosen))
