@@ -47,7 +47,7 @@ def _copy(source: str, target: str) -> None:
 
 def main(argv):
   del argv
-  setting = evidence_converged._setting(FLAGS.setting)  # pylint: disable=protected-access
+  setting = evidence_converged.parse_setting(FLAGS.setting)
   bad = [row for row in FLAGS.ablations if row not in ("split_only", "augment_only")]
   if bad:
     raise app.UsageError(f"--ablations: expected split_only or augment_only. Received: {bad}")
@@ -58,7 +58,7 @@ def main(argv):
             pipeline.stage_dir(work_dir, part))
     for row in FLAGS.ablations:
       logging.info("seed %d %s with %s", seed, row, FLAGS.setting)
-      pipeline.run(evidence_converged._config(  # pylint: disable=protected-access
+      pipeline.run(evidence_converged.pipeline_config(
           work_dir, seed, setting, [row], tuning=False))
 
 

@@ -41,7 +41,7 @@ from yt8m_sdnn.experiments import bootstrap
 from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.experiments import seed_summary
 from yt8m_sdnn.data import reader
-from yt8m_sdnn.subclass.merge import MERGE_RULES
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE, MERGE_RULES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", "/tmp/evidence_converged", "Work directory.")
@@ -60,7 +60,7 @@ flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("batch_size", 512, "Batch size (the paper's).")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
-flags.DEFINE_enum("subclass_merge", "max", list(MERGE_RULES),
+flags.DEFINE_enum("subclass_merge", DEFAULT_MERGE, list(MERGE_RULES),
                   "Merge rule of the split rows (sdnn, split_only): the epoch choice, the "
                   "tuning and the test scores use it. Rows trained with another rule are "
                   "refused: give another --output.")
@@ -70,14 +70,20 @@ DIFFERENCES = (("sdnn", "baseline"), ("split_only", "baseline"), ("augment_only"
                ("sdnn:asymmetric", "baseline:asymmetric"), ("baseline:asymmetric", "baseline"))
 
 
-def _setting(text: str) -> dict:
+def parse_setting(text: str) -> dict:
+  """A `--grid` entry, OPTIMIZER/LEARNING_RATE/WEIGHT_DECAY[/DECAY], as TrainConfig fields."""
   optimizer, learning_rate, weight_decay, *decay = text.split("/")
   return dict(optimizer=optimizer, learning_rate=float(learning_rate),
               weight_decay=float(weight_decay),
               learning_rate_decay=float(decay[0]) if decay else 1.0)
 
 
-def _config(work_dir: str, seed: int, setting: dict, stages, tuning: bool):
+def pipeline_config(work_dir: str, seed: int, setting: dict, stages,
+                    tuning: bool) -> pipeline.PipelineConfig:
+  """The protocol's run of `stages` for `seed` (this split, θ window, flags) with `setting`.
+
+  `tuning` scores on the validation shards instead of the test shards.
+  """
   train_reader = reader.ReaderConfig(real_data.pattern(TRAIN), batch_size=FLAGS.batch_size,
                                      training=True, seed=seed)
   val_reader = reader.ReaderConfig(real_data.pattern(VALIDATION), batch_size=1024)
@@ -102,7 +108,7 @@ def _tune() -> dict:
     for text in FLAGS.grid:
       work_dir = os.path.join(FLAGS.output, "tune", text.replace("/", "_"))
       if not FLAGS.summarize_only:
-        pipeline.run(_config(work_dir, 0, _setting(text), [row], tuning=True))
+        pipeline.run(pipeline_config(work_dir, 0, parse_setting(text), [row], tuning=True))
       path = os.path.join(pipeline.stage_dir(work_dir, row), training.VALIDATION_FILE)
       if os.path.exists(path):
         scores[text] = artifacts.read_json(path)["best_val_gap"]
@@ -191,7 +197,8 @@ def main(argv):
       for seed, work_dir in zip(seeds, work_dirs):
         for stage in wave:
           row = "baseline" if _is_baseline_row(stage) else "sdnn"
-          pipeline.run(_config(work_dir, seed, _setting(chosen[row]), [stage], tuning=False))
+          pipeline.run(pipeline_config(work_dir, seed, parse_setting(chosen[row]), [stage],
+                                       tuning=False))
   runs = [seed_summary.load_run(work_dir, FLAGS.stages) for work_dir in work_dirs]
   summary = seed_summary.summarize(runs, FLAGS.stages, [[] for _ in runs])
   print(f"\n{FLAGS.model}, seeds {seeds}, test shards {TEST}; mean ± std over the seeds "

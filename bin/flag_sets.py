@@ -18,7 +18,7 @@ from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import reader, scan
 from yt8m_sdnn.data.files import resolve_files
 from yt8m_sdnn.neglection import scores
-from yt8m_sdnn.subclass.merge import MERGE_RULES
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE, MERGE_RULES
 
 FLAGS = flags.FLAGS
 
@@ -86,7 +86,7 @@ def define_loss_flags() -> None:
 def define_subclass_merge_flag(applies_to: str) -> None:
   """--subclass_merge: how a subclass model's class scores come from its units."""
   flags.DEFINE_enum(
-      "subclass_merge", "max", list(MERGE_RULES),
+      "subclass_merge", DEFAULT_MERGE, list(MERGE_RULES),
       f"How {applies_to} scores a split class from its subclass units: max (the "
       "paper's) or odds_sum (the class odds as the sum of the subclass odds, derived "
       "from eq. 11; README \"Which merge rule?\"). Early stopping and evaluation score it.")

@@ -18,6 +18,7 @@ from bin import flag_sets
 from yt8m_sdnn import artifacts, distribute, evaluation, training
 from yt8m_sdnn.data import class_counts
 from yt8m_sdnn.subclass import plan
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
 from yt8m_sdnn import subclass_training as trainer
 
 FLAGS = flags.FLAGS
@@ -46,7 +47,7 @@ flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["train_data", "train_dir"])
 flags.register_multi_flags_validator(
     ["subclass_merge", "subclass_plan"],
-    lambda values: values["subclass_merge"] == "max" or values["subclass_plan"] is not None,
+    lambda values: values["subclass_merge"] == DEFAULT_MERGE or values["subclass_plan"] is not None,
     "--subclass_merge applies to a subclass model: give --subclass_plan too")
 
 

@@ -33,6 +33,7 @@ from absl import logging
 
 from yt8m_sdnn import artifacts
 from yt8m_sdnn.data.files import resolve_files
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
 
 BACKUP_STATE_FILE = "backup_state.json"
 SEED_STATE_NAME = "seed_generator_state"
@@ -51,7 +52,7 @@ FINGERPRINT_FLAGS = {
 }
 # Settings recorded since a later version, with the value every earlier run had: a
 # backup or finished run that lacks one was made with that value.
-SETTINGS_ADDED_LATER = {"subclass_merge": "max"}
+SETTINGS_ADDED_LATER = {"subclass_merge": DEFAULT_MERGE}
 
 
 class BackupMismatchError(artifacts.ArtifactError):

@@ -19,6 +19,8 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
+
 OUTPUT_LAYER_NAME = "predictions"
 
 
@@ -314,7 +316,7 @@ def output_layer(model: keras.Model) -> keras.layers.Layer:
 
 
 def build_subclass_model(name: str, feature_size: int, unit_to_class, num_classes: int,
-                         weight_decay: float = 5e-4, merge: str = "max",
+                         weight_decay: float = 5e-4, merge: str = DEFAULT_MERGE,
                          **model_options: Any) -> tuple[keras.Model, keras.Model]:
   """The subclass network (section 2.2): the same model with Σ H_i output units.
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from yt8m_sdnn import models, training
 from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.subclass import augment
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
 from yt8m_sdnn.subclass.plan import SubclassPlan
 
 
@@ -22,7 +23,7 @@ def subclass_builder(plan: SubclassPlan, model_name: str, feature_size: int,
                                 split: bool = True, augment_copies: bool = True,
                                 loss_config: loss_registry.LossConfig = loss_registry.LossConfig(),
                                 class_counts=None, model_options=None,
-                                merge: str = "max") -> Callable[[], training.Trainable]:
+                                merge: str = DEFAULT_MERGE) -> Callable[[], training.Trainable]:
   """The `build` argument of `training.train` that trains on `plan`.
 
   `train` calls it after seeding the run, so the subclass model's initial weights

@@ -40,7 +40,7 @@ from yt8m_sdnn import (artifacts, backup, distribute, early_stopping, evaluation
 from yt8m_sdnn import callbacks as callbacks_lib
 from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import class_counts, reader
-from yt8m_sdnn.subclass.merge import MERGE_RULES
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE, MERGE_RULES
 
 # The crash backup lives in `backup`; these names stay importable from here.
 BACKUP_STATE_FILE = backup.BACKUP_STATE_FILE
@@ -104,7 +104,7 @@ class TrainConfig:
   keep_checkpoints: int = 2
   patience: int = 4
   model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  subclass_merge: str = "max"
+  subclass_merge: str = DEFAULT_MERGE
   overwrite: bool = False
   log_every: int = 0
 

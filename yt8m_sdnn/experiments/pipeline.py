@@ -52,6 +52,7 @@ from yt8m_sdnn.neglection import scores as scores_lib
 from yt8m_sdnn.subclass import partition
 from yt8m_sdnn import subclass_training as trainer
 from yt8m_sdnn.subclass import plan as plan_lib
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
 
 COMPARISON_FILE = "comparison.json"
 _REGENERATE = ("Delete its stage folder (a row whose model was saved is only scored again if "
@@ -207,8 +208,7 @@ def _row_train_config(config: PipelineConfig, stage: str, model_name: str,
 def _without_merge(train_config: training.TrainConfig) -> training.TrainConfig:
   """A plain model's settings: the merge rule at its default, so that rows without
   subclasses are shared by runs that differ only in `subclass_merge`."""
-  default = training.TrainConfig.__dataclass_fields__["subclass_merge"].default
-  return dataclasses.replace(train_config, subclass_merge=default)
+  return dataclasses.replace(train_config, subclass_merge=DEFAULT_MERGE)
 
 
 def _load_done_row(config: PipelineConfig, stage: str, train_config: training.TrainConfig,

@@ -34,6 +34,8 @@ from keras import ops
 from yt8m_sdnn.subclass.layout import check_unit_to_class
 
 MERGE_RULES = ("max", "odds_sum")
+# The paper's rule, and the one every run recorded before the choice existed used.
+DEFAULT_MERGE = "max"
 # Subclass probabilities are clipped this far from 0 and 1 before their logits are
 # taken (float32 sigmoids saturate at 1.0 for logits above ~17).
 _EPSILON = 1e-7
@@ -63,7 +65,7 @@ class SubclassMerge(keras.layers.Layer):
   """
 
   def __init__(self, unit_to_class: Sequence[int] | np.ndarray, num_classes: int,
-               merge: str = "max", **kwargs):
+               merge: str = DEFAULT_MERGE, **kwargs):
     super().__init__(**kwargs)
     if merge not in MERGE_RULES:
       raise ValueError(f"Expected merge among {list(MERGE_RULES)}. Received: merge={merge!r}")
