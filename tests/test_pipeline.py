@@ -185,6 +185,24 @@ def test_a_row_killed_after_training_is_evaluated_not_retrained(pipeline_config,
   assert again["gap"] == first["gap"] and again["train_steps"] == first["train_steps"]
 
 
+def test_comparison_file_keeps_the_rows_of_earlier_calls(pipeline_config, tmp_path):
+  """Rows trained one call at a time all end up in comparison.json."""
+  config = dataclasses.replace(pipeline_config, work_dir=str(tmp_path / "run"),
+                               stages=("baseline",))
+  baseline = pipeline.run(config)["baseline"]
+  returned = pipeline.run(dataclasses.replace(config, stages=("logistic",)))
+  assert list(returned) == ["logistic"]
+  path = tmp_path / "run" / pipeline.COMPARISON_FILE
+  written = artifacts.read_json(str(path))
+  assert sorted(written) == ["baseline", "logistic"]
+  assert written["baseline"]["gap"] == baseline["gap"]
+  # A row deleted to be trained again is no longer reported.
+  os.remove(tmp_path / "run" / "baseline" / pipeline.STAGE_RESULT_FILE)
+  os.remove(tmp_path / "run" / "baseline" / training.MODEL_FILE)
+  pipeline.run(dataclasses.replace(config, stages=("logistic",)))
+  assert sorted(artifacts.read_json(str(path))) == ["logistic"]
+
+
 def test_baseline_rows_may_train_with_their_own_settings(pipeline_config, tmp_path):
   """`baseline_train`: the plain-model rows take it, θ and the subclass rows `train`."""
   config = dataclasses.replace(

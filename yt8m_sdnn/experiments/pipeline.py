@@ -342,6 +342,9 @@ PLAN_FILE = "plan.npz"
 def run(config: PipelineConfig) -> dict:
   """Runs the configured stages and writes `work_dir/comparison.json`.
 
+  The file keeps the finished rows of earlier calls on the same `work_dir` beside this
+  call's (`_with_earlier_rows`); the returned comparison is this call's rows only.
+
   Returns:
     The comparison: per model row the four metrics, training seconds, steps, examples
     and examples/s; plus `selected` (the split classes) when SDNN stages ran.
@@ -375,8 +378,32 @@ def _run(config: PipelineConfig) -> dict:
       # The step budget is the plain SCNN's (default loss), whichever loss this row has.
       sdnn = comparison.get("sdnn") or _subclass_row(config, "sdnn", plan, True, True)
       comparison[stage] = _baseline_equal_steps(config, stage, sdnn["train_steps"])
-  artifacts.write_json(os.path.join(config.work_dir, COMPARISON_FILE), comparison)
+  artifacts.write_json(os.path.join(config.work_dir, COMPARISON_FILE),
+                       _with_earlier_rows(config.work_dir, comparison))
   return comparison
+
+
+def _with_earlier_rows(work_dir: str, comparison: dict) -> dict:
+  """`comparison` plus the rows an earlier call wrote to `work_dir/comparison.json`.
+
+  Rows run one call at a time (`--stages=baseline`, then `--stages=sdnn`) all stay in
+  the file. A row of this call replaces its earlier entry; an earlier row whose
+  folder no longer holds a finished result (deleted to train it again) is dropped, as
+  is an earlier `selected` when this call has its own.
+  """
+  path = os.path.join(work_dir, COMPARISON_FILE)
+  if not os.path.exists(path):
+    return comparison
+  earlier = artifacts.read_json(path)
+  merged = {}
+  for key, value in earlier.items():
+    if key in comparison:
+      continue
+    if key == "selected" or os.path.exists(
+        os.path.join(stage_dir(work_dir, key), STAGE_RESULT_FILE)):
+      merged[key] = value
+  merged.update(comparison)
+  return merged
 
 
 def format_table(comparison: dict, top_k: int = 20) -> str:
