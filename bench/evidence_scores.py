@@ -20,7 +20,7 @@ validation AP of the selected classes): `ranking` in the summary.
 Waves: seed 0 of every variant first, then seed 1, then seed 2; resumable (finished
 rows are skipped). One θ run per seed and window (from scratch, or `@late`): the other
 tracked scores of that window are recomputed from its file's sums (`_share_theta`).
-About 6 minutes per logistic row, 12 per MoE row, on 2 CPU cores.
+About 6 minutes per logistic row and 4 to 12 per MoE row on 2 CPU cores, by the load.
 
   python -m bench.evidence_converged --model=logistic --output=/tmp/converged_lr
   python -m bench.evidence_scores --baseline_runs=/tmp/converged_lr --output=/tmp/scores_lr
