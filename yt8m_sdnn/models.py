@@ -19,7 +19,7 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
+from yt8m_sdnn.subclass.merge import DEFAULT_MERGE, SubclassMerge
 
 OUTPUT_LAYER_NAME = "predictions"
 
@@ -339,7 +339,6 @@ def build_subclass_model(name: str, feature_size: int, unit_to_class, num_classe
   Raises:
     ValueError: as `build_model`, or a bad `merge`.
   """
-  from yt8m_sdnn.subclass.merge import SubclassMerge  # pylint: disable=import-outside-toplevel
   unit_to_class = [int(c) for c in unit_to_class]
   logits_model = build_model(name, feature_size, len(unit_to_class), weight_decay=weight_decay,
                              output_activation=None, **model_options)
