@@ -17,7 +17,6 @@ partition per seed: it copies each seed's finished baseline row (without its mod
 from __future__ import annotations
 
 import os
-import shutil
 
 from absl import app, flags, logging
 
@@ -33,18 +32,6 @@ flags.mark_flags_as_required(["source", "setting"])
 COPIED = ("baseline", "neglection", "partition")
 
 
-def _copy(source: str, target: str) -> None:
-  if os.path.exists(target):
-    return
-  if not os.path.isdir(source):
-    raise FileNotFoundError(f"{source}: no such stage; run bench.evidence_converged first")
-  partial = target + ".partial"
-  shutil.rmtree(partial, ignore_errors=True)
-  shutil.copytree(source, partial, ignore=shutil.ignore_patterns(
-      "model.keras", "checkpoints", "backup", "logs", ".lock"))
-  os.replace(partial, target)
-
-
 def main(argv):
   del argv
   setting = evidence_converged.parse_setting(FLAGS.setting)
@@ -54,8 +41,9 @@ def main(argv):
   for seed in (int(s) for s in FLAGS.seeds):
     work_dir = os.path.join(FLAGS.output, f"run-{seed}")
     for part in COPIED:
-      _copy(pipeline.stage_dir(os.path.join(FLAGS.source, f"run-{seed}"), part),
-            pipeline.stage_dir(work_dir, part))
+      evidence_converged.copy_stage(
+          pipeline.stage_dir(os.path.join(FLAGS.source, f"run-{seed}"), part),
+          pipeline.stage_dir(work_dir, part), skipped=("model.keras", "logs"))
     for row in FLAGS.ablations:
       logging.info("seed %d %s with %s", seed, row, FLAGS.setting)
       pipeline.run(evidence_converged.pipeline_config(

@@ -139,14 +139,25 @@ def _reuse_tuning(chosen: dict, work_dir: str) -> None:
       continue  # not trained there (or its model was not kept): the rows stage trains it
     for part in [row] + (["neglection", "partition"] if row == "sdnn" else []):
       source, target = pipeline.stage_dir(tuned, part), pipeline.stage_dir(work_dir, part)
-      if os.path.exists(target):
-        continue
-      partial = target + ".partial"
-      shutil.rmtree(partial, ignore_errors=True)
-      shutil.copytree(source, partial, ignore=shutil.ignore_patterns(
-          pipeline.STAGE_RESULT_FILE, pipeline.TOP_K_FILE, ".lock", "checkpoints", "backup"))
-      os.replace(partial, target)
-      logging.info("seed 0 %s: %s from the tuning (%s)", row, part, source)
+      if copy_stage(source, target, (pipeline.STAGE_RESULT_FILE, pipeline.TOP_K_FILE)):
+        logging.info("seed 0 %s: %s from the tuning (%s)", row, part, source)
+
+
+def copy_stage(source: str, target: str, skipped: tuple[str, ...] = ()) -> bool:
+  """Copies a stage folder to `target` whole or not at all; False when `target` exists.
+
+  The lock, checkpoints and crash backup never travel; `skipped` names more files.
+  """
+  if os.path.exists(target):
+    return False
+  if not os.path.isdir(source):
+    raise FileNotFoundError(f"{source}: no such stage; run bench.evidence_converged first")
+  partial = target + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  shutil.copytree(source, partial, ignore=shutil.ignore_patterns(
+      *skipped, ".lock", "checkpoints", "backup"))
+  os.replace(partial, target)
+  return True
 
 
 def _is_baseline_row(stage: str) -> bool:
