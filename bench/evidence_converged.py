@@ -60,6 +60,9 @@ flags.DEFINE_integer("neglection_steps", 250, "Iterations of the θ stage.")
 flags.DEFINE_integer("batch_size", 512, "Batch size (the paper's).")
 flags.DEFINE_integer("num_resamples", 1000, "Bootstrap resamples.")
 flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finished.")
+flags.DEFINE_string("cache", None,
+                    "--cache of the training and validation shards: 'memory' decodes them "
+                    "once for the whole process (the CNN's CPU run), or a directory.")
 flags.DEFINE_enum("subclass_merge", DEFAULT_MERGE, list(MERGE_RULES),
                   "Merge rule of the split rows (sdnn, split_only): the epoch choice, the "
                   "tuning and the test scores use it. Rows trained with another rule are "
@@ -85,8 +88,9 @@ def pipeline_config(work_dir: str, seed: int, setting: dict, stages,
   `tuning` scores on the validation shards instead of the test shards.
   """
   train_reader = reader.ReaderConfig(real_data.pattern(TRAIN), batch_size=FLAGS.batch_size,
-                                     training=True, seed=seed)
-  val_reader = reader.ReaderConfig(real_data.pattern(VALIDATION), batch_size=1024)
+                                     training=True, seed=seed, cache=FLAGS.cache)
+  val_reader = reader.ReaderConfig(real_data.pattern(VALIDATION), batch_size=1024,
+                                   cache=FLAGS.cache)
   # Tuning never sees the test shards: its rows are "scored" on validation.
   eval_reader = (val_reader if tuning
                  else reader.ReaderConfig(real_data.pattern(TEST), batch_size=1024))

@@ -1,43 +1,11 @@
-"""Exports a trained model as a TensorFlow SavedModel for serving.
+"""`yt8m-export` from a checkout: `python bin/yt8m_export.py --help` (or `python -m bin.yt8m_export`)."""
 
-The SavedModel's "serving_default" signature (also "serve") takes "features", float32
-[batch, feature_size] (the model config's features concatenated: 2018 release
-mean_rgb then mean_audio, 1152 wide; each modality is L2-normalized inside, as the
-reader does), and returns "probabilities", float32 [batch, num_classes]. Loading it
-needs only TensorFlow (`tf.saved_model.load`), not this package. See
-`yt8m_sdnn.export`.
+import os
+import sys
 
-Example:
-  yt8m-export --train_dir=/tmp/cnn --output=/tmp/cnn_saved_model
-"""
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags
-
-from bin import flag_sets
-from yt8m_sdnn import export, training
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("train_dir", None, "Holds model.keras and model_config.json (yt8m-train).")
-flags.DEFINE_string("output", None,
-                    "SavedModel directory to create (written beside it, then renamed).")
-flags.DEFINE_bool("overwrite", False,
-                  "Replace an existing SavedModel at --output (only a SavedModel directory "
-                  "or an empty one is ever replaced).")
-flags.mark_flags_as_required(["train_dir", "output"])
-
-
-def main(argv):
-  del argv
-  output = export.export_saved_model(FLAGS.train_dir, FLAGS.output, overwrite=FLAGS.overwrite)
-  config = training.load_model_config(FLAGS.train_dir)
-  print(f"{output}: SavedModel, signature {export.SIGNATURE_NAME!r}: "
-        f"{export.INPUT_NAME!r} float32 [batch, {sum(config['feature_sizes'])}] -> "
-        f"{export.OUTPUT_NAME!r} float32 [batch, {config['num_classes']}]")
-
-
-def run():
-  flag_sets.run_main(main)
-
+from yt8m_sdnn.cli.yt8m_export import run  # noqa: E402  pylint: disable=wrong-import-position
 
 if __name__ == "__main__":
   run()

@@ -54,8 +54,8 @@ def test_vocabulary_errors_name_the_file_and_line(tmp_path):
 def test_the_starter_flag_names_are_accepted():
   script = (
       "from absl import flags\n"
-      "import bin.yt8m_train\n"
-      "from bin import flag_sets\n"
+      "import yt8m_sdnn.cli.yt8m_train\n"
+      "from yt8m_sdnn.cli import flag_sets\n"
       "flag_sets.define_starter_aliases()\n"
       "F = flags.FLAGS\n"
       "F(['yt8m-train', '--train_data_pattern=/data/train*', '--eval_data_pattern=/data/v*',\n"

@@ -155,8 +155,8 @@ RECIPE_CASES = [
 _PRINT_RECIPES = """
 import json, sys
 from absl import flags
-import bin.yt8m_train
-from bin import flag_sets
+import yt8m_sdnn.cli.yt8m_train
+from yt8m_sdnn.cli import flag_sets
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
   flags.FLAGS([sys.argv[0], *argv])

@@ -12,6 +12,11 @@ are imported from their modules.
 
 __version__ = "0.1.0"
 
+from yt8m_sdnn import startup as _startup  # noqa: E402
+
+if _startup.running_a_binary():
+  _startup.import_tensorflow_quietly()
+
 # Importing these also registers the custom Keras objects, so `keras.saving.load_model`
 # reads any `.keras` file the package wrote once `yt8m_sdnn` is imported.
 # pylint: disable=wrong-import-position

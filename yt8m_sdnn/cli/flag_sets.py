@@ -373,33 +373,3 @@ def replace(config, **changes):
 
 
 # Errors a user can fix: printed as one line, without a stack trace.
-USER_ERRORS = (reader.DataError, artifacts.ArtifactError, FileNotFoundError, ValueError)
-
-
-def run_main(main) -> None:
-  """Runs an absl `main`, turning user-fixable errors into one line and exit status 1.
-
-  With the compute flags defined, `main` runs under --mixed_precision's policy and
-  inside --strategy's scope, so every model it builds is distributed.
-  """
-
-  define_starter_aliases()
-
-  def guarded(argv):
-    try:
-      check_finite_float_flags()
-      if "strategy" in FLAGS:
-        precision = FLAGS.mixed_precision if "mixed_precision" in FLAGS else "float32"
-        distribute.set_precision(precision)
-        strategy = distribute.make_strategy(FLAGS.strategy)
-        logging.info("--strategy=%s: %d replicas in sync, %d workers, --mixed_precision=%s",
-                     FLAGS.strategy, strategy.num_replicas_in_sync,
-                     distribute.num_workers(strategy), precision)
-        with strategy.scope():
-          return main(argv)
-      return main(argv)
-    except USER_ERRORS as error:
-      print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
-      sys.exit(1)
-
-  app.run(guarded)
