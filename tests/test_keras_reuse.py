@@ -4,7 +4,8 @@ A user's `keras.Sequential` with a sigmoid output not named "predictions": θ th
 `attach_neglection_monitor`, the neglected classes split by `subclass_training_arrays`,
 a subclass model of the user's own trained with `SubclassCrossEntropy` and merged by
 `SubclassMerge`, saved and reloaded. Also: the monitor's error on a plain model, the
-output layer's discovery, and `SubclassCrossEntropy`'s Keras default `from_logits=False`.
+output layer's discovery (a Dense then `Activation("sigmoid")` too), and
+`SubclassCrossEntropy`'s Keras default `from_logits=False` and its error on class labels.
 """
 
 import keras
@@ -106,18 +107,49 @@ def test_the_output_layer_is_found_or_named():
   with pytest.raises(ValueError, match="'linear', expected 'sigmoid'.*outputs_are_logits=True"):
     NeglectionTrackingModel(logits)
   assert NeglectionTrackingModel(logits, outputs_are_logits=True).output_layer_name == "scores"
-  # Nothing to find: the sigmoid comes after the Dense, or there are two outputs.
+  # Nothing to find: a Lambda computes the sigmoid, or there are two outputs.
   inputs = keras.Input((6,))
   dense = keras.layers.Dense(3, activation="sigmoid", name="head")(inputs)
-  separate = keras.Model(inputs, keras.layers.Activation("sigmoid")(
+  in_lambda = keras.Model(inputs, keras.layers.Lambda(keras.activations.sigmoid)(
       keras.layers.Dense(3, name="linear_head")(inputs)))
-  with pytest.raises(ValueError, match=r"comes from layer .*\(Activation\).*Dense layers of "
+  with pytest.raises(ValueError, match=r"comes from layer .*\(Lambda\).*Dense layers of "
                                        r"the model: \[\]"):
-    NeglectionTrackingModel(separate)
+    NeglectionTrackingModel(in_lambda)
   two = keras.Model(inputs, [dense, keras.layers.Dense(2, activation="sigmoid",
                                                        name="other")(inputs)])
   with pytest.raises(ValueError, match=r"it has 2 outputs.*\['head', 'other'\].*output_layer="):
     NeglectionTrackingModel(two)
+
+
+def test_a_dense_then_a_sigmoid_activation_gives_the_same_theta():
+  """The mixed-precision layout, Dense(c) then Activation("sigmoid"), is one sigmoid Dense."""
+  x, y = user_data(n=128)
+  fused = user_model("fused")
+  inputs = keras.Input((NUM_FEATURES,))
+  hidden = keras.layers.Dense(16, activation="relu")(inputs)
+  logits = keras.layers.Dense(NUM_CLASSES, name="head")(hidden)
+  separate = keras.Model(inputs, keras.layers.Activation("sigmoid", name="probabilities")(
+      logits), name="separate")
+  separate.set_weights(fused.get_weights())
+  # Found without a name, and named by either layer of the pair.
+  for output_layer in (None, "head", "probabilities", separate.get_layer("probabilities")):
+    wrapper = NeglectionTrackingModel(separate, output_layer=output_layer)
+    assert (wrapper.output_layer_name, wrapper.num_classes, wrapper.feature_size) == (
+        "head", NUM_CLASSES, 16)
+  thetas = []
+  for model, output_layer in ((fused, None), (separate, None), (separate, "head")):
+    wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k_classes=1,
+                                                 output_layer=output_layer)
+    wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                    loss="binary_crossentropy")
+    wrapper.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0,
+                callbacks=[monitor])  # 4 steps: one window of θ.
+    assert len(monitor.history) == 1
+    thetas.append(monitor.theta)
+  assert np.isfinite(thetas[0]).all()
+  # The same ops on the same weights: equal up to float32 rounding at most.
+  for theta in thetas[1:]:
+    np.testing.assert_allclose(theta, thetas[0], rtol=1e-6, atol=0)
 
 
 def test_subclass_cross_entropy_defaults_to_probabilities_as_keras():
@@ -135,6 +167,21 @@ def test_subclass_cross_entropy_defaults_to_probabilities_as_keras():
       keras.ops.convert_to_numpy(losses.subclass_cross_entropy(y, logits, unit_to_class,
                                                                from_logits=True)),
       rtol=1e-5)
+
+
+def test_class_labels_given_to_the_subclass_loss_say_where_unit_labels_are():
+  x, y = user_data(n=64)
+  _, y_sub, layout = subclass_training_arrays(x, y, [1], augment=False)
+  model = keras.Sequential([keras.Input((NUM_FEATURES,)), keras.layers.Dense(layout.num_units)])
+  model.compile(optimizer="sgd",
+                loss=SubclassCrossEntropy(layout.unit_to_class, from_logits=True))
+  # The mistake: the class labels y (4 columns) where the layout has 5 units.
+  with pytest.raises(ValueError, match=r"Expected \(batch, 5\) y_true.* has 5 units for 4 "
+                                       r"classes.*y_true.shape=\(\w+, 4\), one column per "
+                                       r"class: class labels.*subclass_training_arrays"):
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+  history = model.fit(x, y_sub, batch_size=32, epochs=1, verbose=0)
+  assert np.isfinite(history.history["loss"][0])
 
 
 def test_a_sigmoid_output_with_the_default_is_the_logits_loss():

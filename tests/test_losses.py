@@ -12,7 +12,7 @@ from yt8m_sdnn.subclass.layout import SubclassLayout
 
 # Three classes, class 1 split: units [0, 1, 2, 1'] -> unit_to_class [0, 1, 2, 1].
 UNIT_TO_CLASS = [0, 1, 2, 1]
-# Five classes, class 3 in three subclasses and class 0 in two: 5 + 2 + 1 = 8 units.
+# Five classes, classes 3 and 0 in three subclasses each: 5 + 2 + 2 = 9 units.
 SPLIT_LAYOUT = SubclassLayout(num_classes=5, split_classes=(3, 0), num_subclasses=3)
 
 
@@ -228,3 +228,57 @@ def test_predictions_of_the_wrong_width_are_named():
   loss = losses.SubclassCrossEntropy(UNIT_TO_CLASS)
   with pytest.raises(ValueError, match=r"Expected \(batch, 4\) y_pred.*y_pred.shape=\(2, 5\)"):
     loss(np.zeros((2, 5), np.float32), np.zeros((2, 5), np.float32))
+
+
+# SPLIT_LAYOUT has 9 units for 5 classes: (batch, 5) labels are class labels.
+CLASS_LABELS_NAMED = (r"Expected \(batch, 9\) y_true.*has 9 units for 5 classes\. Received: "
+                      r"y_true.shape=\({}, 5\), one column per class: class labels\..*"
+                      r"subclass_training_arrays.*make_subclass_transform")
+
+
+@pytest.mark.parametrize("call", ["function", "loss", "class_weights", "class_labels_per_unit"])
+def test_every_layout_loss_names_class_labels(call):
+  y, logits = random_case(SPLIT_LAYOUT, batch=4)
+  unit_to_class = SPLIT_LAYOUT.unit_to_class
+  with pytest.raises(ValueError, match=CLASS_LABELS_NAMED.format(4)):
+    if call == "function":
+      losses.subclass_cross_entropy(y[:, :5], logits, unit_to_class, from_logits=True)
+    elif call == "loss":
+      losses.SubclassCrossEntropy(unit_to_class, from_logits=True)(y[:, :5], logits)
+    elif call == "class_weights":
+      losses.SubclassCrossEntropy(unit_to_class, from_logits=True,
+                                  class_weights=[1.0] * 5)(y[:, :5], logits)
+    else:
+      losses.class_labels_per_unit(y[:, :5], unit_to_class)
+
+
+def test_label_widths_are_checked_on_static_shapes():
+  y, logits = random_case(SPLIT_LAYOUT, batch=4)
+  unit_to_class = SPLIT_LAYOUT.unit_to_class
+  loss = losses.SubclassCrossEntropy(unit_to_class, from_logits=True)
+  class_labels = y[:, :5]
+  # Traced with an unknown batch: the static width is enough.
+  graph = tf.function(lambda labels: loss(labels, logits),
+                      input_signature=[tf.TensorSpec([None, 5], tf.float32)])
+  with pytest.raises(ValueError, match=CLASS_LABELS_NAMED.format("None")):
+    graph(class_labels)
+  # Another wrong width is named too, without calling it class labels.
+  with pytest.raises(ValueError, match=r"Expected \(batch, 9\) y_true.*for 5 classes\. "
+                                       r"Received: y_true.shape=\(4, 7\)\. The subclass"):
+    loss(y[:, :7], logits)
+  with pytest.raises(ValueError, match=r"y_true.shape=\(9,\)\. The subclass"):
+    loss(y[0], logits)
+  # An unknown width is left to the ops: unit labels of that shape still work.
+  unknown = tf.function(lambda labels: loss(labels, logits),
+                        input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  np.testing.assert_allclose(float(unknown(y)), numpy_sce(y, logits, unit_to_class).mean(),
+                             rtol=1e-5)
+
+
+def test_class_balanced_labels_of_the_wrong_width_are_named():
+  # Unit labels (9 columns) given to the one-unit-per-class loss of 5 class weights.
+  y, logits = random_case(SPLIT_LAYOUT, batch=4)
+  loss = losses.ClassBalancedCrossEntropy([1.0] * 5, from_logits=True)
+  with pytest.raises(ValueError, match=r"Expected \(batch, 5\) y_true.*SubclassCrossEntropy"
+                                       r".*y_true.shape=\(4, 9\)"):
+    loss(y, logits[:, :5])

@@ -258,6 +258,28 @@ def test_moe_theta_uses_mixture_errors_and_input_features(output_activation):
   assert np.all(ratios[has_positive] > 1.0)  # Not the trivial r = 1 of a class without positives.
 
 
+def test_moe_logits_then_a_sigmoid_activation_is_the_mixture_probability():
+  # A layer declaring "logits", then Activation("sigmoid"): q is the mixture probability.
+  x, y = small_data()
+  keras.utils.set_random_seed(6)
+  logits_model = models.build_moe(NUM_FEATURES, NUM_CLASSES, num_mixtures=2,
+                                  output_activation=None)
+  with_sigmoid = keras.Model(logits_model.inputs,
+                             keras.layers.Activation("sigmoid")(logits_model.outputs[0]))
+  thetas = []
+  for model, outputs_are_logits in ((logits_model, True), (with_sigmoid, False)):
+    wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k_classes=1,
+                                                 outputs_are_logits=outputs_are_logits)
+    assert wrapper.output_layer_name == models.OUTPUT_LAYER_NAME
+    wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                    loss=keras.losses.BinaryCrossentropy(from_logits=outputs_are_logits))
+    wrapper.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0,
+                callbacks=[monitor])
+    thetas.append(monitor.theta)
+  assert np.isfinite(thetas[0][:ABSENT]).all()
+  np.testing.assert_allclose(thetas[1], thetas[0], rtol=1e-5)
+
+
 def test_moe_declaration_must_match_outputs_are_logits():
   with pytest.raises(ValueError, match="declares neglection_outputs='probabilities', "
                                        "expected 'logits'"):
@@ -315,3 +337,81 @@ def test_num_selected_classes(num_classes, top_fraction, expected):
 def test_num_selected_classes_rejects_fraction_out_of_range():
   with pytest.raises(ValueError, match="Received: top_fraction=1.5"):
     num_selected_classes(10, 1.5)
+
+
+@pytest.fixture
+def dtype_policy(request):
+  """Sets the global Keras dtype policy for one test, then restores the previous one."""
+  previous = keras.config.dtype_policy().name
+  keras.config.set_dtype_policy(request.param)
+  yield request.param
+  keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("dtype_policy", ["float32", "mixed_float16"], indirect=True)
+def test_dense_then_float32_sigmoid_matches_numpy(dtype_policy):
+  """The mixed-precision layout: θ reads the Dense's input h and the float32 sigmoid q."""
+  x, y = small_data()
+  keras.utils.set_random_seed(1)
+  inputs = keras.Input(shape=(NUM_FEATURES,))
+  hidden = keras.layers.Dense(NUM_HIDDEN, activation="relu")(inputs)
+  logits = keras.layers.Dense(NUM_CLASSES, name="predictions")(hidden)  # no activation
+  model = keras.Model(inputs, keras.layers.Activation("sigmoid", dtype="float32")(logits))
+  compute = "float16" if dtype_policy == "mixed_float16" else "float32"
+  assert (hidden.dtype, logits.dtype, model.output.dtype) == (compute, compute, "float32")
+  wrapper, monitor = attach_neglection_monitor(model, tau=4, top_k_classes=1)
+  assert wrapper.output_layer_name == "predictions"
+  wrapper.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                  loss="binary_crossentropy")
+  wrapper.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0,
+              callbacks=[monitor])
+  # numpy's eqs. (6)-(9) on the model's own h (float16 under mixed precision) and q.
+  expected = reference_windows(model, x, y, [(0, 1, 2, 3)])[0]
+  np.testing.assert_allclose(monitor.theta, expected, rtol=1e-5)
+  assert np.isfinite(monitor.theta[:ABSENT]).all()
+
+
+_ACCEPTED = (r'accepted are a Dense with activation="sigmoid", a Dense without activation '
+             r'followed by keras.layers.Activation\("sigmoid"\)')
+
+
+def _refused_layout(kind):
+  """(model, output_layer, outputs_are_logits, message) of a layout θ's formula does not fit."""
+  inputs = keras.Input(shape=(4,))
+
+  def head(activation=None):
+    return keras.layers.Dense(3, activation=activation, name="head")(inputs)
+
+  def sigmoid(tensor):
+    return keras.layers.Activation("sigmoid", name="sig")(tensor)
+  outputs, output_layer, outputs_are_logits, message = {
+      # A sigmoid written as a Lambda: what it computes is not known.
+      "lambda": (keras.layers.Lambda(keras.activations.sigmoid, name="squash")(head()),
+                 "head", False, r"its output must be the output of layer 'head' .*comes "
+                 r"from layer 'squash' \(Lambda\)\); " + _ACCEPTED),
+      # Another activation after the Dense: q − y is not the gradient at the logits.
+      "softmax": (keras.layers.Activation("softmax", name="soft")(head()), None, False,
+                  r"layer 'soft' \(Activation, activation 'softmax', after layer 'head'.*"
+                  + _ACCEPTED),
+      # A Dense with its own activation before the sigmoid: h is not read linearly.
+      "activated_dense": (sigmoid(head("relu")), "sig", False,
+                          r"layer 'sig' .*after layer 'head' \(Dense, activation 'relu'\)\) "
+                          r"is not an output layer θ can read: " + _ACCEPTED),
+      # The sigmoid of something that is not a Dense.
+      "not_a_dense": (sigmoid(keras.layers.Add(name="sum")([inputs, inputs])), None, False,
+                      r"layer 'sig' .*after layer 'sum' \(Add\)\) is not an output layer"),
+      # The model outputs probabilities: it does not take outputs_are_logits=True.
+      "logits_flag": (sigmoid(head()), None, True,
+                      r"layer 'head' is followed by the sigmoid of layer 'sig'.*drop "
+                      r"outputs_are_logits=True"),
+  }[kind]
+  return keras.Model(inputs, outputs, name="refused"), output_layer, outputs_are_logits, message
+
+
+@pytest.mark.parametrize("kind", ["lambda", "softmax", "activated_dense", "not_a_dense",
+                                  "logits_flag"])
+def test_layouts_whose_gradient_is_not_q_minus_y_are_refused(kind):
+  model, output_layer, outputs_are_logits, message = _refused_layout(kind)
+  with pytest.raises(ValueError, match=r"model 'refused': " + message):
+    attach_neglection_monitor(model, tau=2, output_layer=output_layer,
+                              outputs_are_logits=outputs_are_logits)

@@ -74,6 +74,42 @@ class _UnitGroups:
   def num_units(self) -> int:
     return self.unit_to_class.size
 
+  @property
+  def num_classes(self) -> int:
+    return int(self.unit_to_class.max()) + 1
+
+
+# Where a user of the subclass losses gets labels with one column per unit.
+_UNIT_LABELS_HINT = (
+    "The subclass loss takes the subclass labels y_ij, one column per unit: in memory "
+    "`yt8m_sdnn.subclass.subclass_training_arrays(x, y, selected)` returns them with "
+    "their layout, `yt8m_sdnn.subclass.arrays.subclass_arrays(x, y, plan)` gives them "
+    "for a plan, and a tf.data stream maps "
+    "`yt8m_sdnn.subclass.augment.make_subclass_transform(plan)`")
+
+
+def _check_unit_labels(y_true: Tensor, groups: _UnitGroups) -> None:
+  """Raises when the static shape says `y_true` is not one label per unit.
+
+  Checked on static shapes only, so it holds in a traced graph (TensorFlow, JAX) and
+  costs nothing in the step; an unknown width is left to the ops. Class labels are
+  the usual mistake (a plan's layout has more units than classes), so they are named.
+  """
+  rank = ops.ndim(y_true)  # None: unknown in a TensorFlow graph.
+  if rank is None:
+    return
+  shape = tuple(y_true.shape)
+  width = shape[-1] if rank else None
+  if rank == 2 and width in (None, groups.num_units):
+    return
+  received = f"Received: y_true.shape={shape}"
+  if rank == 2 and width == groups.num_classes:
+    received += ", one column per class: class labels"
+  raise ValueError(
+      f"Expected (batch, {groups.num_units}) y_true, one label per output unit: the "
+      f"layout (unit_to_class) has {groups.num_units} units for {groups.num_classes} "
+      f"classes. {received}. {_UNIT_LABELS_HINT}")
+
 
 def _split_class_labels(shared: Tensor, groups: _UnitGroups) -> Tensor:
   """y_i of each split-class unit: (shared units, batch) labels in, same shape out."""
@@ -126,8 +162,15 @@ def class_labels_per_unit(y_true, unit_to_class: Sequence[int] | np.ndarray) -> 
 
   Returns:
     (batch, num_units) float32: the max of the labels of each unit's class.
+
+  Raises:
+    ValueError: a bad `unit_to_class`, or `y_true` not `len(unit_to_class)` wide
+      (class labels are named as such).
   """
-  return _class_labels(ops.cast(y_true, "float32"), _UnitGroups(unit_to_class))
+  groups = _UnitGroups(unit_to_class)
+  y_true = ops.convert_to_tensor(y_true)
+  _check_unit_labels(y_true, groups)
+  return _class_labels(ops.cast(y_true, "float32"), groups)
 
 
 def _summed_from_logits(logits: Tensor, y_true: Tensor, weights: Tensor | None) -> Tensor:
@@ -213,6 +256,8 @@ def _subclass_cross_entropy(y_true, y_pred, groups: _UnitGroups, from_logits: bo
                      f"units). Received: y_pred.shape={tuple(y_pred.shape)}")
   # As Keras' binary cross-entropy: a Keras sigmoid's output carries its logits.
   logits = y_pred if from_logits else getattr(y_pred, "_keras_logits", None)
+  y_true = ops.convert_to_tensor(y_true)
+  _check_unit_labels(y_true, groups)
   y_true = ops.cast(y_true, "float32")
   # Eq. (11): the negative term of unit (i, j) has weight 1 - y_i, so a video of class i
   # does not push down the other subclasses of i; w (sibling_negative_weight) brings
@@ -257,8 +302,10 @@ def subclass_cross_entropy(y_true, y_pred, unit_to_class: Sequence[int] | np.nda
     (batch,) float32 losses, summed over units.
 
   Raises:
-    ValueError: a bad `unit_to_class`, `y_pred` not `len(unit_to_class)` wide, or w
-      outside [0, 1].
+    ValueError: a bad `unit_to_class`, `y_pred` or `y_true` not `len(unit_to_class)`
+      wide (class labels, one per class, are named as such, with where to get unit
+      labels), or w outside [0, 1]. Widths are checked on static shapes, so also in
+      a traced step.
 
   Example:
     subclass_cross_entropy(labels, logits, layout.unit_to_class, from_logits=True)
@@ -301,7 +348,8 @@ class SubclassCrossEntropy(keras.losses.Loss):
   Raises:
     ValueError: a bad `unit_to_class` or `sibling_negative_weight`, a negative γ, a
       clip outside [0, 1), class weights not one per class, or (from the base class)
-      an unknown `reduction`.
+      an unknown `reduction`; when called, `y_pred` or `y_true` not one column per
+      unit (class labels instead of unit labels are named as such).
 
   Example:
     loss = SubclassCrossEntropy(layout.unit_to_class.tolist(), from_logits=True)

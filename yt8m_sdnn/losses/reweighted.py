@@ -193,7 +193,7 @@ class ClassBalancedCrossEntropy(keras.losses.Loss):
 
   Raises:
     ValueError: class weights empty, not finite or negative; (in `call`) predictions
-      not one per class weight wide.
+      or labels not one per class weight wide.
 
   Example:
     weights = class_balanced_weights(class_counts, beta=0.999)
@@ -213,9 +213,13 @@ class ClassBalancedCrossEntropy(keras.losses.Loss):
     self.from_logits = bool(from_logits)
 
   def call(self, y_true, y_pred):
-    if y_pred.shape[-1] is not None and y_pred.shape[-1] != self.class_weights.size:
-      raise ValueError(f"Expected (batch, {self.class_weights.size}) predictions (one per "
-                       f"class weight). Received: y_pred.shape={y_pred.shape}")
+    # Static shapes: checked once per trace, in graphs and on JAX too.
+    for name, tensor in (("y_pred", y_pred), ("y_true", y_true)):
+      if tensor.shape[-1] is not None and tensor.shape[-1] != self.class_weights.size:
+        raise ValueError(
+            f"Expected (batch, {self.class_weights.size}) {name} (one per class "
+            "weight); a subclass network takes SubclassCrossEntropy(unit_to_class, "
+            f"class_weights=...) instead. Received: {name}.shape={tuple(tensor.shape)}")
     return class_balanced_cross_entropy(y_true, y_pred, self.class_weights, self.from_logits)
 
   def get_config(self):

@@ -119,9 +119,10 @@ class NeglectionMonitor(keras.callbacks.Callback):
   """Computes θ (eq. 9) every τ training iterations of a `NeglectionTrackingModel`.
 
   Fit the wrapper, not the plain model: `attach_neglection_monitor(model, tau=...)`
-  returns both, for any Keras model whose output is a sigmoid `Dense` (found without a
-  name). Fitting a plain model with the monitor raises a `TypeError` that shows those
-  lines; the module docstring says why a callback cannot do it alone.
+  returns both, for any Keras model whose output is a sigmoid `Dense`, or a `Dense`
+  followed by `Activation("sigmoid")` (found without a name). Fitting a plain model
+  with the monitor raises a `TypeError` that shows those lines; the module docstring
+  says why a callback cannot do it alone.
 
   Args:
     tau: τ, iterations per window (≥ 1).
@@ -184,8 +185,9 @@ class NeglectionMonitor(keras.callbacks.Callback):
           "    wrapper.compile(optimizer=..., loss=...)\n"
           "    wrapper.fit(x, y, callbacks=[monitor])\n"
           "    neglected = monitor.select()  # then save `model` as usual\n"
-          "The output layer is found automatically (a sigmoid Dense whose output is the "
-          "model's output) or named by output_layer=. A callback alone cannot add the "
+          "The output layer is found automatically (a sigmoid Dense, or a Dense followed "
+          "by Activation(\"sigmoid\"), whose output is the model's output) or named by "
+          "output_layer=. A callback alone cannot add the "
           "tracking to a plain model in Keras 3 (see the neglection.monitor module "
           "docstring).")
     return self.model
@@ -371,10 +373,12 @@ def attach_neglection_monitor(
 
   Args:
     model: the model to train: functional or sequential, one output, the output of a
-      sigmoid `Dense` (or of a layer declaring `neglection_outputs`); see
-      `NeglectionTrackingModel`.
+      sigmoid `Dense`, of `keras.layers.Activation("sigmoid")` right after a `Dense`
+      without activation (as under mixed precision), or of a layer declaring
+      `neglection_outputs`; see `tracking.find_output_layer`.
     tau, no_positive, top_fraction, top_k_classes, log_dir, score: see `NeglectionMonitor`.
-    output_layer: that output layer, by name or as the layer; None (default) finds it
+    output_layer: that output layer, by name or as the layer (of a Dense followed by
+      a sigmoid Activation, either one); None (default) finds it
       (`tracking.find_output_layer`: the layer named "predictions" if any, else the
       layer whose output is the model's output).
     outputs_are_logits, include_bias, method, epsilon: see `NeglectionTrackingModel`.

@@ -36,7 +36,11 @@ Other output layers: a layer that is not a sigmoid `Dense` but whose errors are 
 ζ = q − y (e.g. `models.MixtureOfExperts`, for which q is the mixture probability p
 and ζ is the gradient of the cross-entropy with respect to its effective logit
 logit(p)) declares `neglection_outputs = "probabilities"` (or "logits", then
-q = sigmoid(output)); θ then takes the layer's input as h. See `find_output_layer`.
+q = sigmoid(output)); θ then takes the layer's input as h. A `Dense` without
+activation (or a layer declaring "logits") whose output goes straight into
+`keras.layers.Activation("sigmoid")`, the usual layout under mixed precision, counts
+as one sigmoid layer: q is the Activation's output, h the Dense's input. See
+`find_output_layer`.
 
 Saving: predict, evaluate and `call` delegate to the wrapped model, and the wrapper
 itself is not serializable; save `wrapper.model`, which holds the trained weights.
@@ -106,22 +110,130 @@ def _output_producer(model: keras.Model):
   return operation, None
 
 
+# The sigmoid as a Keras layer may hold it: `Activation("sigmoid")` and
+# `Activation(keras.activations.sigmoid)` hold the first, `Activation(ops.sigmoid)` the op.
+_SIGMOIDS = (keras.activations.sigmoid, ops.sigmoid)
+_ACCEPTED = (
+    'a Dense with activation="sigmoid", a Dense without activation followed by '
+    'keras.layers.Activation("sigmoid"), or a layer declaring neglection_outputs')
+_ACCEPTED_LOGITS = ("a Dense without activation, or a layer declaring "
+                    'neglection_outputs="logits"')
+
+
+def _accepted(outputs_are_logits: bool) -> str:
+  return _ACCEPTED_LOGITS if outputs_are_logits else _ACCEPTED
+
+
+def _is_sigmoid(activation) -> bool:
+  return any(activation is sigmoid for sigmoid in _SIGMOIDS)
+
+
+def _outputs_logits(layer: keras.layers.Layer) -> bool:
+  """Whether `layer` gives logits θ can read: a linear Dense, or declared "logits"."""
+  declared = getattr(layer, "neglection_outputs", None)
+  if declared is not None:
+    return declared == "logits"
+  return isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.linear
+
+
+def _computed_from(tensor):
+  """(the layer that computed `tensor`, the tensors it took), or (None, ()).
+
+  Read from the call (node) that made this very tensor, so a layer called more than
+  once in the model is followed along the right call.
+  """
+  history = getattr(tensor, "_keras_history", None)
+  operation = getattr(history, "operation", None)
+  if not isinstance(operation, keras.layers.Layer):
+    return None, ()
+  try:
+    # pylint: disable-next=protected-access
+    inputs = operation._inbound_nodes[history.node_index].input_tensors
+  except (AttributeError, IndexError, TypeError):
+    return operation, ()
+  return operation, tuple(inputs)
+
+
+class _SigmoidPair(NamedTuple):
+  """`activation(logits_layer(features))`: a logits layer, then `Activation(sigmoid)`."""
+  activation: keras.layers.Layer
+  logits_layer: keras.layers.Layer
+  features: Any
+
+
+def _sigmoid_pair(outputs) -> _SigmoidPair | None:
+  """The pair that computed `outputs` when it is the sigmoid of a logits layer's output.
+
+  The pair is then θ's output layer: q = sigmoid(ℓ) of its logits ℓ, so the
+  cross-entropy's gradient with respect to ℓ is q − y, as for a sigmoid Dense, and
+  θ reads the logits layer's input as h. It is the usual layout under mixed
+  precision (a float32 sigmoid after a float16 Dense). None for anything else.
+  """
+  activation, logits = _computed_from(outputs)
+  if not (isinstance(activation, keras.layers.Activation) and _is_sigmoid(activation.activation)
+          and len(logits) == 1):
+    return None
+  logits_layer, features = _computed_from(logits[0])
+  if logits_layer is None or not _outputs_logits(logits_layer) or len(features) != 1:
+    return None
+  return _SigmoidPair(activation, logits_layer, features[0])
+
+
+def _layer_output(layer: keras.layers.Layer):
+  try:
+    return layer.output
+  except (AttributeError, ValueError):
+    return None
+
+
+def _describe(layer: keras.layers.Layer, outputs=None) -> str:
+  """`layer`'s class and activation, and for an Activation the layer before it.
+
+  `outputs`: the tensor of the call to describe (default: the layer's output).
+  """
+  function = getattr(layer, "activation", None)
+  text = type(layer).__name__
+  if function is not None:
+    text += f", activation {getattr(function, '__name__', function)!r}"
+  if isinstance(layer, keras.layers.Activation):
+    _, inputs = _computed_from(_layer_output(layer) if outputs is None else outputs)
+    before = _computed_from(inputs[0])[0] if len(inputs) == 1 else None
+    if before is not None:
+      text += f", after layer {before.name!r} ({_describe(before)})"
+  return text
+
+
 def _qualifies(layer: keras.layers.Layer, outputs_are_logits: bool) -> bool:
   """Whether θ can read `layer` as the output layer (sigmoid or linear Dense, or declared)."""
   declared = getattr(layer, "neglection_outputs", None)
   if declared is not None:
     return declared == ("logits" if outputs_are_logits else "probabilities")
-  expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
-  return isinstance(layer, keras.layers.Dense) and layer.activation is expected
+  if not isinstance(layer, keras.layers.Dense):
+    return False
+  if outputs_are_logits:
+    return layer.activation is keras.activations.linear
+  return _is_sigmoid(layer.activation)
 
 
 def _candidates(model: keras.Model, outputs_are_logits: bool) -> list[str]:
-  return [layer.name for layer in model.layers if _qualifies(layer, outputs_are_logits)]
+  """The layers that could be θ's output layer, for error messages."""
+  names = [layer.name for layer in model.layers if _qualifies(layer, outputs_are_logits)]
+  if not outputs_are_logits:
+    # A logits layer followed by Activation("sigmoid") counts as one sigmoid layer.
+    for layer in model.layers:
+      pair = _sigmoid_pair(_layer_output(layer))
+      if pair is not None and pair.logits_layer.name not in names:
+        names.append(pair.logits_layer.name)
+  return names
 
 
 def _resolve_output_layer(model: keras.Model, output_layer,
                           outputs_are_logits: bool) -> keras.layers.Layer:
-  """The layer named or given by `output_layer`, or (None) the one found automatically."""
+  """The layer named or given by `output_layer`, or (None) the one found automatically.
+
+  May be a sigmoid `Activation` layer, which `_output_head` replaces by the logits
+  layer before it.
+  """
   if isinstance(output_layer, keras.layers.Layer):
     if not any(layer is output_layer for layer in model.layers):
       raise ValueError(f"model {model.name!r} has no layer {output_layer.name!r} (the "
@@ -139,72 +251,39 @@ def _resolve_output_layer(model: keras.Model, output_layer,
   if any(layer.name == OUTPUT_LAYER_NAME for layer in model.layers):
     return model.get_layer(OUTPUT_LAYER_NAME)
   producer, where = _output_producer(model)
-  if producer is not None and (isinstance(producer, keras.layers.Dense) or getattr(
+  if producer is not None and (isinstance(producer, (keras.layers.Dense,
+                                                     keras.layers.Activation)) or getattr(
       producer, "neglection_outputs", None) is not None):
     return producer  # a wrong activation or declaration is named by the checks below
   kind = "linear (logits)" if outputs_are_logits else "sigmoid"
   if producer is not None:
     where = (f"its output comes from layer {producer.name!r} ({type(producer).__name__}), "
              f"not a {kind} Dense")
-  activation = "no activation" if outputs_are_logits else 'activation="sigmoid"'
   raise ValueError(
       f"model {model.name!r}: cannot find the output layer for the neglection score "
-      f"automatically: {where}. θ needs a model with one output, the output of a {kind} "
-      f"Dense (or of a layer declaring neglection_outputs); {kind} Dense layers of the "
-      f"model: {_candidates(model, outputs_are_logits)}. Make one of them give the "
-      f"model's only output ({activation} on the Dense itself, not a separate "
-      "Activation layer); output_layer=<its name> names it")
+      f"automatically: {where}. θ needs a model with one output, the output of "
+      f"{_accepted(outputs_are_logits)}; {kind} Dense layers of "
+      f"the model: {_candidates(model, outputs_are_logits)}. Make one of them give the "
+      "model's only output; output_layer=<its name> names it")
 
 
-def find_output_layer(model: keras.Model, output_layer: str | keras.layers.Layer | None = None,
-                      outputs_are_logits: bool = False) -> keras.layers.Layer:
-  """The model's output layer, checked to be usable for eqs. (6)-(8).
+class _OutputHead(NamedTuple):
+  """The output layer θ reads: h is `features`, q (or its logit) is `outputs`.
 
-  Eqs. (6)-(8) need, per class, the errors ζ = q − y and the inputs h of the layer
-  that turns h into q. Two kinds of layer qualify:
-    * a `Dense` with a sigmoid (or, with `outputs_are_logits=True`, no activation):
-      q is its output (or its sigmoid) and h its input, as in the paper;
-    * a layer declaring `neglection_outputs`, "probabilities" (q is its output) or
-      "logits" (q = sigmoid(output)); it promises that its output is a probability,
-      or its logit, whose binary cross-entropy has gradient q − y with respect to the
-      logit, and θ takes its input as h. `models.MixtureOfExperts` declares it: there
-      q is the mixture probability p and h the features both gate and experts read,
-      i.e. θ of the effective logit logit(p) as a linear readout of h (see that
-      class).
-  The declaration must match `outputs_are_logits`.
-
-  Found automatically (`output_layer=None`): the layer named `models.OUTPUT_LAYER_NAME`
-  ("predictions", the package's models) when the model has one, else the layer whose
-  output is the model's one output, e.g. the last `Dense(c, activation="sigmoid")` of
-  a user's `keras.Sequential`.
-
-  Args:
-    model: a built functional or sequential Keras model with one output.
-    output_layer: the output layer, by name or as the layer itself; None finds it.
-    outputs_are_logits: whether the layer outputs logits (the loss applies the
-      sigmoid) instead of probabilities.
-
-  Returns:
-    The layer.
-
-  Raises:
-    ValueError: naming what is wrong: no such layer, no layer found automatically
-      (listing the model's sigmoid Dense layers), the model's output is not the
-      layer's output, the activation or declared `neglection_outputs` does not match,
-      or the layer's input is not a (batch, features) matrix.
+  `features` is `layer`'s input; `outputs` is the model's output: `layer.output`, or
+  the output of `activation`, the `Activation("sigmoid")` that follows a logits
+  `layer` (None when there is none).
   """
-  layer = _resolve_output_layer(model, output_layer, outputs_are_logits)
+  layer: keras.layers.Layer
+  features: Any
+  outputs: Any
+  activation: keras.layers.Layer | None
+
+
+def _check_kind(model: keras.Model, layer: keras.layers.Layer,
+                outputs_are_logits: bool) -> None:
+  """Raises unless `layer`'s own output is q (or, with `outputs_are_logits`, its logit)."""
   name = layer.name
-  try:
-    features, model_outputs = layer.input, model.outputs
-  except (AttributeError, ValueError) as error:
-    raise ValueError(
-        f"model {model.name!r}: the inputs of layer {name!r} are not reachable "
-        f"({error}); build the model with the functional or sequential API") from None
-  if len(model_outputs) != 1 or model_outputs[0] is not layer.output:
-    raise ValueError(
-        f"model {model.name!r}: its output must be the output of layer {name!r} (one "
-        "output, nothing after the sigmoid layer)")
   declared = getattr(layer, "neglection_outputs", None)
   if declared is not None:
     expected_outputs = "logits" if outputs_are_logits else "probabilities"
@@ -213,21 +292,119 @@ def find_output_layer(model: keras.Model, output_layer: str | keras.layers.Layer
           f"model {model.name!r}: layer {name!r} declares neglection_outputs="
           f"{declared!r}, expected {expected_outputs!r} for "
           f"outputs_are_logits={outputs_are_logits}")
-  else:
-    activation = getattr(layer, "activation", None)
-    expected = keras.activations.linear if outputs_are_logits else keras.activations.sigmoid
-    if activation is not expected:
-      hint = ("; a model that outputs logits takes outputs_are_logits=True"
-              if activation is keras.activations.linear else "")
+    return
+  if not hasattr(layer, "activation"):
+    raise ValueError(
+        f"model {model.name!r}: layer {name!r} ({type(layer).__name__}) is not an output "
+        f"layer θ can read: accepted are {_accepted(outputs_are_logits)}")
+  function = layer.activation
+  if function is keras.activations.linear if outputs_are_logits else _is_sigmoid(function):
+    return
+  hint = ("; a model that outputs logits takes outputs_are_logits=True (a sigmoid in a "
+          'keras.layers.Activation("sigmoid") right after the Dense is accepted as it is)'
+          if function is keras.activations.linear else "")
+  raise ValueError(
+      f"model {model.name!r}: layer {name!r} has activation "
+      f"{getattr(function, '__name__', function)!r}, expected "
+      f"{'linear' if outputs_are_logits else 'sigmoid'!r} for "
+      f"outputs_are_logits={outputs_are_logits}{hint}")
+
+
+def _output_head(model: keras.Model, output_layer,
+                 outputs_are_logits: bool) -> _OutputHead:
+  """`find_output_layer`'s checks; also returns h and the output tensor θ reads as q."""
+  layer = _resolve_output_layer(model, output_layer, outputs_are_logits)
+  try:
+    model_outputs = model.outputs
+  except (AttributeError, ValueError):
+    model_outputs = None
+  single = model_outputs[0] if model_outputs and len(model_outputs) == 1 else None
+  pair = None if single is None else _sigmoid_pair(single)
+  if pair is not None and (layer is pair.activation or layer is pair.logits_layer):
+    if outputs_are_logits:
       raise ValueError(
-          f"model {model.name!r}: layer {name!r} has activation "
-          f"{getattr(activation, '__name__', activation)!r}, expected "
-          f"{expected.__name__!r} for outputs_are_logits={outputs_are_logits}{hint}")
+          f"model {model.name!r}: layer {pair.logits_layer.name!r} is followed by the "
+          f"sigmoid of layer {pair.activation.name!r}, so the model outputs "
+          "probabilities; drop outputs_are_logits=True (and from_logits=True from the loss)")
+    layer, features, activation = pair.logits_layer, pair.features, pair.activation
+  elif isinstance(layer, keras.layers.Activation) and single is not None and (
+      _computed_from(single)[0] is layer):
+    raise ValueError(
+        f"model {model.name!r}: layer {layer.name!r} ({_describe(layer, single)}) is not "
+        f"an output layer θ can read: accepted are {_accepted(outputs_are_logits)}")
+  else:
+    name, activation = layer.name, None
+    try:
+      features, outputs = layer.input, layer.output
+    except (AttributeError, ValueError) as error:
+      raise ValueError(
+          f"model {model.name!r}: the inputs of layer {name!r} are not reachable "
+          f"({error}); build the model with the functional or sequential API") from None
+    if single is None or single is not outputs:
+      last = None if single is None else _computed_from(single)[0]
+      found = ("" if last is None else
+               f"; it comes from layer {last.name!r} ({_describe(last, single)})")
+      raise ValueError(
+          f"model {model.name!r}: its output must be the output of layer {name!r} (one "
+          f"output, nothing after the sigmoid layer{found}); accepted are "
+          f"{_accepted(outputs_are_logits)}")
+    _check_kind(model, layer, outputs_are_logits)
   if len(features.shape) != 2 or features.shape[-1] is None:
     raise ValueError(
-        f"model {model.name!r}: layer {name!r} takes inputs of shape {features.shape}, "
-        "expected (batch, features) with a static feature width")
-  return layer
+        f"model {model.name!r}: layer {layer.name!r} takes inputs of shape "
+        f"{features.shape}, expected (batch, features) with a static feature width")
+  return _OutputHead(layer, features, single, activation)
+
+
+def find_output_layer(model: keras.Model, output_layer: str | keras.layers.Layer | None = None,
+                      outputs_are_logits: bool = False) -> keras.layers.Layer:
+  """The model's output layer, checked to be usable for eqs. (6)-(8).
+
+  Eqs. (6)-(8) need, per class, the errors ζ = q − y and the inputs h of the layer
+  that turns h into q. These layouts qualify:
+    * a `Dense` with a sigmoid (or, with `outputs_are_logits=True`, no activation):
+      q is its output (or its sigmoid) and h its input, as in the paper;
+    * a `Dense` without activation whose output goes to a
+      `keras.layers.Activation("sigmoid")` (or `Activation(keras.activations.sigmoid)`)
+      giving the model's output, the usual layout under mixed precision (a float32
+      sigmoid after a float16 Dense): the pair is one sigmoid Dense, q is the
+      Activation's output and h the Dense's input, so θ equals that of the same model
+      built with `Dense(..., activation="sigmoid")`;
+    * a layer declaring `neglection_outputs`, "probabilities" (q is its output) or
+      "logits" (q = sigmoid(output), or the output of a sigmoid `Activation` right
+      after it); it promises that its output is a probability, or its logit, whose
+      binary cross-entropy has gradient q − y with respect to the logit, and θ takes
+      its input as h. `models.MixtureOfExperts` declares it: there q is the mixture
+      probability p and h the features both gate and experts read, i.e. θ of the
+      effective logit logit(p) as a linear readout of h (see that class).
+  The declaration must match `outputs_are_logits`. Anything else after the layer (a
+  `Lambda`, another activation, a merge) is refused: the gradient of the loss with
+  respect to the layer's output would no longer be q − y.
+
+  Found automatically (`output_layer=None`): the layer named `models.OUTPUT_LAYER_NAME`
+  ("predictions", the package's models) when the model has one, else the layer whose
+  output is the model's one output, e.g. the last `Dense(c, activation="sigmoid")` of
+  a user's `keras.Sequential` (or its sigmoid `Activation`, which stands for the
+  Dense before it).
+
+  Args:
+    model: a built functional or sequential Keras model with one output.
+    output_layer: the output layer, by name or as the layer itself (for a Dense
+      followed by a sigmoid Activation, either of the two); None finds it.
+    outputs_are_logits: whether the layer outputs logits (the loss applies the
+      sigmoid) instead of probabilities.
+
+  Returns:
+    The layer whose input is h (for a Dense followed by a sigmoid Activation, the
+    Dense).
+
+  Raises:
+    ValueError: naming what is wrong: no such layer, no layer found automatically
+      (listing the model's sigmoid Dense layers), the model's output is not the
+      layer's output, the activation or declared `neglection_outputs` does not match,
+      or the layer's input is not a (batch, features) matrix.
+  """
+  return _output_head(model, output_layer, outputs_are_logits).layer
 
 
 def _input_structure(model: keras.Model):
@@ -268,9 +445,9 @@ class NeglectionTrackingModel(keras.Model):
 
   Args:
     model: a built functional or sequential model whose output is the output of a
-      sigmoid `Dense` or of a layer declaring `neglection_outputs`, such as
-      `models.MixtureOfExperts` (see `find_output_layer`); its layers and weights
-      are shared.
+      sigmoid `Dense` (or of `Activation("sigmoid")` right after a linear one) or of
+      a layer declaring `neglection_outputs`, such as `models.MixtureOfExperts` (see
+      `find_output_layer`); its layers and weights are shared.
     output_layer: that layer, by name or as the layer; None (default) finds it: the
       layer named `models.OUTPUT_LAYER_NAME` if there is one, else the layer whose
       output is the model's output (see `find_output_layer`).
@@ -299,18 +476,18 @@ class NeglectionTrackingModel(keras.Model):
                method: str = "auto", epsilon: float = DEFAULT_EPSILON, **kwargs):
     kwargs.setdefault("name", f"{model.name}_neglection_tracking")
     super().__init__(**kwargs)
-    layer = find_output_layer(model, output_layer, outputs_are_logits)
+    layer, features, outputs, _ = _output_head(model, output_layer, outputs_are_logits)
     self.model = model
     # Shares the layers of `model`: one forward pass yields (x, output) for eqs. (6)-(8).
-    self._tap = keras.Model(_input_structure(model), [layer.input, layer.output],
+    self._tap = keras.Model(_input_structure(model), [features, outputs],
                             name=f"{model.name}_neglection_tap")
-    self.output_layer_name = layer.name  # the layer found or given
+    self.output_layer_name = layer.name  # the layer found or given (whose input is h)
     self.outputs_are_logits = outputs_are_logits
     self.include_bias = include_bias
     self.method = check_method(method)
     self.epsilon = float(epsilon)
-    self.num_classes = int(layer.output.shape[-1])
-    self.feature_size = int(layer.input.shape[-1])
+    self.num_classes = int(outputs.shape[-1])
+    self.feature_size = int(features.shape[-1])
     self._ratio_sums = _accumulator("neglection_ratio_sums", (self.num_classes,))
     self._null_ratio_sums = _accumulator("neglection_null_ratio_sums", (self.num_classes,))
     self._positive_counts = _accumulator("neglection_positive_counts", (self.num_classes,))
