@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench figures clean
 
 # The stamp is rebuilt when the dependency list changes, so `make` re-installs only then.
 $(VENV)/.installed: setup.cfg setup.py
@@ -27,6 +27,10 @@ test: venv
 
 bench: venv
 	$(PY) -m bench.run_all
+
+# Redraws the converged evidence's PNGs in docs/ from bench/'s committed result files alone.
+figures: venv
+	$(PY) -m yt8m_sdnn.experiments.figures --output_dir=docs
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info
