@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # (layer, module prefixes), lowest first. A prefix names a module or a package.
 LAYERS = [
     ("base", ["yt8m_sdnn.artifacts", "yt8m_sdnn.locking", "yt8m_sdnn.distribute",
-              "yt8m_sdnn.startup"]),
+              "yt8m_sdnn.startup", "yt8m_sdnn.interrupts"]),
     ("data", ["yt8m_sdnn.data", "yt8m_sdnn.metrics"]),
     ("subclass", ["yt8m_sdnn.subclass"]),
     ("losses", ["yt8m_sdnn.losses"]),

@@ -113,6 +113,11 @@ def test_killed_early_stopped_training_resumes_with_the_same_curve(synthetic_dir
   subprocess.run(_command(synthetic_dir, reference), cwd=ROOT, env=binary_env(), check=True,
                  capture_output=True, timeout=300)
   expected = json.loads((reference / training.VALIDATION_FILE).read_text())
+  # The run records the recipe it took and what its flags changed.
+  recipe = json.loads((reference / training.TRAIN_RESULT_FILE).read_text())["recipe"]
+  assert recipe.startswith("recipe early-stopped logistic: "), recipe
+  assert "learning_rate 0.3 (given; paper 0.001)" in recipe
+  assert "num_epochs 8 (given; paper 5)" in recipe and "weight_decay 0 (recipe" in recipe
   resumed = tmp_path / "resumed"
 
   def two_scored_epochs_mid_epoch(state):

@@ -49,17 +49,21 @@ def test_a_binary_piped_to_a_file_writes_plain_lines(shards, tmp_path):
   text = log.read_text()
   assert result.returncode == 0, text[-3000:]
   assert "\r" not in text and "\x1b[" not in text and "\b" not in text
-  assert "epoch 1/2, step 2, loss" in text and "epoch 2/2, step 4/6, loss" in text
-  assert "examples/s" in text
+  # The epoch's total and the time left from the first epoch on: 96 videos / 16 a batch.
+  first = next(line for line in text.splitlines() if "epoch 1/2, step 2/6, loss" in line)
+  assert "examples/s" in first and "left in the epoch" in first
+  assert "epoch 2/2, step 4/6, loss" in text
   for start_up in ("oneDNN", "cuInit", "cuda drivers", "absl::InitializeLog"):
     assert start_up not in text
-  # TensorBoard gets the epoch's learning rate and throughput beside the loss.
+  # TensorBoard gets the epoch's learning rate and throughput beside the loss, and the
+  # same every 10 steps (12 steps: one point), as the YT8M starter writes them.
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   tags = set()
   for path in (tmp_path / "run" / "logs" / "train").glob("events.out.tfevents.*"):
     for event in tf.compat.v1.train.summary_iterator(str(path)):
       tags.update(value.tag for value in event.summary.value)
-  assert {"epoch_loss", "epoch_learning_rate", "epoch_examples_per_second"} <= tags, tags
+  assert {"epoch_loss", "epoch_learning_rate", "epoch_examples_per_second", "batch_loss",
+          "batch_learning_rate", "batch_examples_per_second"} <= tags, tags
 
 
 def test_tensorflow_start_up_lines_come_back_when_asked(tmp_path):
@@ -100,3 +104,20 @@ def test_the_terminal_bar_knows_the_epoch_total_after_the_first_epoch(capsys):
   first, second = out.split("Epoch 2/2")
   assert "Epoch 1/2" in first and "8/Unknown" in first
   assert "8/8" in second and "Unknown" not in second
+
+
+@pytest.mark.parametrize("cache", [None, "memory", "directory"])
+def test_the_first_epoch_knows_its_total_from_the_shards(shards, tmp_path, monkeypatch, cache):
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn import training  # pylint: disable=import-outside-toplevel
+  from yt8m_sdnn.data import reader  # pylint: disable=import-outside-toplevel
+  lines = []
+  monkeypatch.setattr(absl_logging, "info", lambda text, *args: lines.append(text % args))
+  config = reader.ReaderConfig(shards, num_classes=NUM_CLASSES, batch_size=16, training=True,
+                               cache=str(tmp_path / "cache") if cache == "directory" else cache)
+  training.train(training.TrainConfig(str(tmp_path / "run"), model="logistic", num_epochs=1,
+                                      log_every=2), config)
+  # 96 videos / 16 a batch = 6 steps, counted (or read from the cache) before the epoch.
+  progress = [line for line in lines if line.startswith("epoch 1/1, step ")]
+  assert progress[0].startswith("epoch 1/1, step 2/6, loss ") and "left in the epoch" in (
+      progress[0]), progress

@@ -4,7 +4,10 @@
 weights and optimizer state (`.weights.h5`) and a `backup_state.json` that records:
 - the position (epoch, steps done in it), so a resumed run skips the batches it has
   already trained on and ends after the same number of steps;
-- the run's totals (steps, seconds, examples), so a resumed run reports the whole run;
+- the run's totals (steps, seconds, examples) and the per-epoch logs of the epochs
+  done, so a resumed run reports the whole run;
+- mid-epoch, the state of the epoch's running metrics (the loss's sum and count), so
+  the resumed epoch reports the mean over all its steps, not over the resumed ones;
 - the state of every callback that has one (`backup_state`/`restore_backup_state`):
   early stopping's best epoch and patience counter, the θ monitor's closed windows;
 - the state of the model's random seed generators (dropout's), which Keras does not
@@ -12,7 +15,15 @@ weights and optimizer state (`.weights.h5`) and a `backup_state.json` that recor
   uninterrupted run (step-exact, not bit-identical);
 - a fingerprint of the settings that shape training (`fingerprint`), so a rerun with
   another learning rate, seed, loss, model or training data is refused
-  (`check_fingerprint`) instead of silently continuing someone else's run.
+  (`check_fingerprint`) instead of silently continuing someone else's run;
+- a run id, which the finished run's record repeats, so a rerun that finds the backup
+  of a run killed while its backup was being deleted knows that run had finished.
+
+A backup is resumed only inside its own run (`check_position`): its epoch must lie
+within `num_epochs` and its step within the epoch, and its counters must agree.
+
+A pending SIGINT or SIGTERM (`interrupts`) makes `StepBackup` back up at the step
+boundary it reached and raise `interrupts.Interrupted`.
 
 A finished run keeps the part of the fingerprint that needs no model (`run_settings`)
 in its `train_result.json`, so a caller that reuses a finished row instead of training
@@ -24,14 +35,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+import uuid
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts
+from yt8m_sdnn import artifacts, interrupts
 from yt8m_sdnn.data.files import resolve_files
 from yt8m_sdnn.subclass.merge import DEFAULT_MERGE
 
@@ -49,6 +61,8 @@ FINGERPRINT_FLAGS = {
     "num_classes": "--num_classes", "frame_level": "--frame_level",
     "weight_shapes": "the model's shape (--model, --num_classes, --subclass_plan)",
     "subclass_merge": "--subclass_merge",
+    # A θ run's (`experiments.measure`), through `Trainable.settings`.
+    "tau": "--tau", "init_model": "--init_model",
 }
 # Settings recorded since a later version, with the value every earlier run had: a
 # backup or finished run that lacks one was made with that value.
@@ -166,6 +180,73 @@ def restore_seed_states(model: keras.Model, values: list[list[int]], backup_dir:
     variable.assign(np.asarray(value, dtype=variable.dtype))
 
 
+def new_run_id() -> str:
+  """An id for a run started afresh; its backups and its finished record carry it."""
+  return uuid.uuid4().hex
+
+
+def _is_count(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_position(state: dict[str, Any], num_epochs: int, epoch_steps: int | None,
+                   backup_dir: str, overwrite_hint: str = "", exact: bool = True) -> None:
+  """Refuses a backup whose position lies outside the run asked for, or disagrees with itself.
+
+  Checked before any step: `epoch` and `step` are whole numbers ≥ 0; the backup lies
+  within `num_epochs` (a backup mid-epoch 3 resumed with `num_epochs=1` would save the
+  mid-epoch weights as the finished model); `step` is at most the epoch's steps; and,
+  with epochs of a known length, `total_steps` is `epoch × epoch_steps + step`.
+
+  Args:
+    state: `read_backup_state`'s.
+    num_epochs: the epochs of the run asked for.
+    epoch_steps: steps of an epoch, when known (None: not checked).
+    backup_dir: named in the message.
+    overwrite_hint: the ways to start afresh.
+    exact: `epoch_steps` is the exact length (not an upper bound).
+
+  Raises:
+    BackupMismatchError: naming the backup, the counter and the way on.
+  """
+  hint = overwrite_hint or f"delete {backup_dir}"
+  where = os.path.join(backup_dir, BACKUP_STATE_FILE)
+  epoch, step = state.get("epoch"), state.get("step")
+  for name, value in (("epoch", epoch), ("step", step)):
+    if not _is_count(value):
+      raise BackupMismatchError(
+          f"{where}: {name} {value!r} is not a whole number >= 0; the backup cannot be "
+          f"resumed. Start afresh: {hint}.")
+  if epoch_steps is not None and step > epoch_steps:
+    raise BackupMismatchError(
+        f"{where}: step {step} of epoch {epoch + 1} is past the epoch's {epoch_steps} steps; "
+        f"the backup does not belong to this run. Start afresh: {hint}.")
+  needed = epoch + (1 if step else 0)
+  if needed > num_epochs:
+    at = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+    raise BackupMismatchError(
+        f"{backup_dir}: this backup of an unfinished run is at {at}, beyond "
+        f"--num_epochs={num_epochs}; resuming it would save a model of another run. Rerun "
+        f"with --num_epochs={needed} or more to resume it, or start afresh: {hint}.")
+  total = state.get("total_steps")
+  if total is not None and (not _is_count(total) or total < step or (
+      exact and epoch_steps is not None and total != epoch * epoch_steps + step)):
+    raise BackupMismatchError(
+        f"{where}: its counters disagree (epoch {epoch + 1}, step {step}, {total!r} steps "
+        f"in all, epochs of {epoch_steps} steps); the backup cannot be resumed. Start "
+        f"afresh: {hint}.")
+
+
+def describe_position(state: dict[str, Any], num_epochs: int,
+                      epoch_steps: int | None = None) -> str:
+  """"epoch 2/3, step 7/30" (1-based epoch) or "the end of epoch 2/3" of a backup state."""
+  epoch, step = int(state["epoch"]), int(state["step"])
+  if step == 0 and epoch > 0:
+    return f"the end of epoch {epoch}/{num_epochs}"
+  return f"epoch {epoch + 1}/{num_epochs}, step {step}" + (f"/{epoch_steps}" if epoch_steps
+                                                         else "")
+
+
 class StepBackup(keras.callbacks.Callback):
   """Backs up weights and optimizer state every `save_steps` steps, atomically.
 
@@ -175,12 +256,38 @@ class StepBackup(keras.callbacks.Callback):
   already trained on. Weights go to a new file through `artifacts.atomic_write_path`,
   then the state JSON is replaced atomically, then the older file is deleted: a crash at
   any point leaves a state that names a complete file.
+
+  Mid-epoch it also saves the epoch's running metrics (`model.metrics_variables`: the
+  loss's sum and count), which `ResumedEpoch` puts back. It keeps the per-epoch logs
+  of the whole run (`history`).
+
+  When a SIGINT or SIGTERM is pending (`interrupts.deferred`), it backs up at the
+  step boundary (or epoch end) it reached and raises `interrupts.Interrupted`.
+
+  Args:
+    backup_dir: where the weights and `backup_state.json` go.
+    save_steps: steps between backups (0: only at epoch ends and interrupts).
+    epoch, step: the position restored (0-based epoch, steps done in it).
+    clock: the run's `callbacks.Clock` (steps and seconds in all).
+    examples: the run's counter of training examples.
+    stateful: callbacks with `backup_state`/`restore_backup_state`, by name.
+    settings: the fingerprint recorded (`fingerprint`).
+    epoch_steps: steps of an epoch when known; the last step of an epoch is not
+      backed up mid-epoch, as the epoch end backs it up at once.
+    run_id: the run's id (`new_run_id`), the same across resumes.
+    history: the per-epoch logs of the epochs done before this process.
+    flush: called at every backup, before the state names it: writers of per-step
+      TensorBoard points (`callbacks.StepSummaries.flush`), whose points then reach the
+      disk with the backup that covers them; a killed run's later points are lost with
+      it, and its resumed run writes them again, once.
   """
 
   def __init__(self, backup_dir: str, save_steps: int, epoch: int = 0, step: int = 0,
                clock=None, examples: tf.Variable | None = None,
                stateful: dict[str, keras.callbacks.Callback] | None = None,
-               settings: dict[str, Any] | None = None):
+               settings: dict[str, Any] | None = None, epoch_steps: int | None = None,
+               run_id: str | None = None, history: dict[str, list[float]] | None = None,
+               flush: Sequence[Callable[[], None]] = ()):
     super().__init__()
     self.backup_dir = backup_dir
     self.save_steps = save_steps
@@ -194,6 +301,11 @@ class StepBackup(keras.callbacks.Callback):
     # counter and curve, the θ monitor's closed windows.
     self._stateful = stateful or {}
     self._settings = settings
+    self._epoch_steps = epoch_steps
+    self.run_id = run_id
+    self.history: dict[str, list[float]] = {key: list(values)
+                                            for key, values in (history or {}).items()}
+    self._flush = list(flush)
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch != self._epoch:
@@ -201,12 +313,24 @@ class StepBackup(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     self._step += 1
-    if self.save_steps and self._step % self.save_steps == 0:
+    signal_number = interrupts.pending()
+    # The last step of an epoch stops at the epoch end, right after it: a backup there
+    # would resume into an epoch with no step left.
+    if signal_number is not None and self._step != self._epoch_steps:
+      self.save(self._epoch, self._step)
+      raise interrupts.Interrupted(signal_number)
+    if (self.save_steps and self._step % self.save_steps == 0
+        and self._step != self._epoch_steps):  # the epoch end backs the last step up
       self.save(self._epoch, self._step)
 
   def on_epoch_end(self, epoch, logs=None):
+    for key, value in (logs or {}).items():
+      self.history.setdefault(key, []).append(float(value))
     self.save(epoch + 1, 0)
     self._epoch, self._step = epoch + 1, 0
+    signal_number = interrupts.pending()
+    if signal_number is not None:
+      raise interrupts.Interrupted(signal_number)
 
   def save(self, epoch: int, step: int) -> None:
     name = f"backup-epoch{epoch:04d}-step{step:08d}.weights.h5"
@@ -217,6 +341,12 @@ class StepBackup(keras.callbacks.Callback):
     previous = read_backup_state(self.backup_dir)
     state = {"epoch": epoch, "step": step, "weights": name,
              "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)]}
+    if self.run_id is not None:
+      state["run_id"] = self.run_id
+    if step:
+      state["metrics"] = [np.asarray(v).tolist() for v in self.model.metrics_variables]
+    if self.history:
+      state["history"] = self.history
     if self._settings is not None:
       state["fingerprint"] = self._settings
     if self._clock is not None:
@@ -226,6 +356,8 @@ class StepBackup(keras.callbacks.Callback):
     if self._stateful:
       state["callbacks"] = {name: callback.backup_state()
                             for name, callback in self._stateful.items()}
+    for flush in self._flush:
+      flush()
     artifacts.write_json(state_path, state)
     for callback in self._stateful.values():
       if hasattr(callback, "after_backup"):
@@ -234,6 +366,48 @@ class StepBackup(keras.callbacks.Callback):
       stale = os.path.join(self.backup_dir, previous["weights"])
       if tf.io.gfile.exists(stale):
         tf.io.gfile.remove(stale)
+
+
+class ResumedEpoch(keras.callbacks.Callback):
+  """Puts a mid-epoch backup's running metrics back when the resumed epoch begins.
+
+  Keras resets the metrics at every epoch's start, so without it a resumed epoch's
+  loss would be the mean over its resumed steps only. With the loss's sum and count of
+  the steps before the backup (`StepBackup` saves `model.metrics_variables`), the
+  epoch's logs, the progress lines and TensorBoard show what an uninterrupted run
+  shows. Put it first among the callbacks: an epoch resumed after its last step runs no
+  step, and Keras hands its epoch end empty logs, which it fills from the metrics.
+
+  Args:
+    values: the saved `metrics_variables` values (None: nothing to restore).
+    backup_dir: named in the warning when they do not fit the model.
+  """
+
+  def __init__(self, values: list | None, backup_dir: str = ""):
+    super().__init__()
+    self._values = values
+    self._backup_dir = backup_dir
+    self._restored = False
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if self._values is None:
+      return
+    values, self._values = self._values, None
+    variables = self.model.metrics_variables
+    if len(values) != len(variables):
+      logging.warning("%s: the backup holds %d running metric values, the model %d; the "
+                      "resumed epoch's loss counts its resumed steps only", self._backup_dir,
+                      len(values), len(variables))
+      return
+    for variable, value in zip(variables, values):
+      variable.assign(np.asarray(value, dtype=variable.dtype))
+    self._restored = True
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self._restored and logs is not None and not logs:
+      logs.update({key: float(value)
+                   for key, value in self.model.get_metrics_result().items()})
+    self._restored = False
 
 
 def read_backup_state(backup_dir: str) -> dict | None:

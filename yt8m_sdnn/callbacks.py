@@ -1,4 +1,4 @@
-"""The callbacks of a training run: schedule, clock, NaN guard, checkpoints.
+"""The callbacks of a training run: schedule, clock, NaN guard, checkpoints, progress.
 
 The crash backup (`backup.StepBackup`) and early stopping
 (`early_stopping.ValidationEarlyStopping`) have their own modules; `training.train`
@@ -128,13 +128,117 @@ class Throughput(keras.callbacks.Callback):
       logs["examples_per_second"] = (int(self._examples.numpy()) - self._count) / seconds
 
 
+_INT32_MAX = 2**31 - 1  # "never" for a summary writer's queue length and flush interval
+
+# Steps between per-step TensorBoard scalars: the YT8M starter writes its training
+# summaries every 10 steps.
+SUMMARY_STEPS = 10
+
+
+class StepSummaries(keras.callbacks.Callback):
+  """TensorBoard scalars every `every_steps` steps, at the global step, as the YT8M starter.
+
+  Keras' TensorBoard callback writes epoch-level scalars; on full YT8M an epoch is
+  hours. This adds, every `every_steps` optimizer steps: `batch_loss` (the epoch's
+  running mean, what the epoch's `epoch_loss` ends at), `batch_learning_rate` and
+  `batch_examples_per_second` (over the steps since the previous point). The x axis is
+  the run's step count, which a resumed run starts at the backup's (`steps_done`), so
+  its curve continues where the stopped run's ended instead of starting again at 0.
+  (Not the optimizer's `iterations`: TensorFlow adds one to it when a one-pass epoch
+  finds its data exhausted.) The points are written out when `flush` is called, by
+  every crash backup (`backup.StepBackup`), so the points a killed run took after its
+  last backup, which its resumed run takes again, do not reach the disk twice (unless
+  the kill lands between a backup's flush and its state).
+
+  Args:
+    log_dir: the summaries' directory (beside Keras' `epoch_*` scalars: `logs/train`).
+    every_steps: steps between points (0: none).
+    examples: the run's counter of training examples (None: no examples/s).
+    steps_done: optimizer steps the run took before this process.
+  """
+
+  def __init__(self, log_dir: str, every_steps: int = SUMMARY_STEPS, examples=None,
+               steps_done: int = 0):
+    super().__init__()
+    self.log_dir, self.every_steps = log_dir, every_steps
+    self._step = steps_done
+    self._examples = examples
+    self._writer = None
+    self._time, self._count = 0.0, 0
+
+  def _mark(self) -> None:
+    self._time = time.perf_counter()
+    self._count = int(self._examples.numpy()) if self._examples is not None else 0
+
+  def on_train_begin(self, logs=None):
+    if self._writer is None and self.every_steps:
+      # Written out at `flush` (each backup) and at the end of `fit`, not by time.
+      self._writer = tf.summary.create_file_writer(self.log_dir, max_queue=_INT32_MAX,
+                                                   flush_millis=_INT32_MAX)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._mark()  # the time between epochs (validation, checkpoints) is not training
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += 1
+    if self._writer is None or self._step % self.every_steps:
+      return
+    with self._writer.as_default(step=self._step):
+      if logs and "loss" in logs:
+        tf.summary.scalar("batch_loss", float(logs["loss"]))
+      tf.summary.scalar("batch_learning_rate", float(self.model.optimizer.learning_rate))
+      if self._examples is not None:
+        seconds = max(time.perf_counter() - self._time, 1e-9)
+        tf.summary.scalar("batch_examples_per_second",
+                          (int(self._examples.numpy()) - self._count) / seconds)
+    self._mark()
+
+  def on_train_end(self, logs=None):
+    self.flush()
+
+  def flush(self) -> None:
+    """Writes the points so far out to the summary file."""
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self) -> None:
+    """Writes out and closes the summary file (a run stopped inside `fit` calls it)."""
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+def end_stopped_fit(callbacks: list[keras.callbacks.Callback]) -> None:
+  """What the end of `fit` does for `callbacks`, for a run an interrupt stopped inside it.
+
+  Keras' TensorBoard callback writes out its files at the end of `fit`, which a stopped
+  run never reaches: the epoch it just finished would be lost. A progress bar is left
+  mid-line, where the line saying where the run stopped would follow it.
+  """
+  for callback in callbacks:
+    if isinstance(callback, keras.callbacks.TensorBoard):
+      callback.on_train_end()
+    elif isinstance(callback, StepSummaries):
+      callback.close()
+    elif isinstance(callback, TerminalProgress):
+      callback.end_line()
+
+
 def default_callbacks(train_dir: str, learning_rate: float, learning_rate_decay: float,
-                      keep_checkpoints: int, examples=None) -> list[keras.callbacks.Callback]:
-  """Schedule, throughput (with an `examples` counter), TensorBoard, checkpoints, in order."""
+                      keep_checkpoints: int, examples=None, summary_steps: int = SUMMARY_STEPS,
+                      steps_done: int = 0) -> list[keras.callbacks.Callback]:
+  """Schedule, throughput (with an `examples` counter), TensorBoard, checkpoints, in order.
+
+  TensorBoard gets the epoch-level scalars (Keras') and, every `summary_steps` steps,
+  the per-step ones (`StepSummaries`, counting from `steps_done`, a resumed run's).
+  """
+  log_dir = os.path.join(train_dir, "logs")
   return [
       epoch_learning_rate(learning_rate, learning_rate_decay),
       *([Throughput(examples)] if examples is not None else []),
-      keras.callbacks.TensorBoard(os.path.join(train_dir, "logs")),
+      keras.callbacks.TensorBoard(log_dir),
+      *([StepSummaries(os.path.join(log_dir, "train"), summary_steps, examples, steps_done)]
+        if summary_steps else []),
       EpochCheckpoint(os.path.join(train_dir, "checkpoints"), keep_checkpoints),
   ]
 
@@ -255,4 +359,11 @@ class TerminalProgress(_EpochSteps):
     values = [(key, float(value)) for key, value in (logs or {}).items()
               if key in ("loss", "val_gap")]
     self._bar.update(self._step, values, finalize=True)
+    self._bar = None
     super().on_epoch_end(epoch, logs)
+
+  def end_line(self) -> None:
+    """Ends the line of a bar that an interrupt left unfinished."""
+    if self._bar is not None:
+      print()
+      self._bar = None

@@ -11,11 +11,12 @@ import math
 import os
 import sys
 
+import numpy as np
 from absl import app, flags, logging
 
 from yt8m_sdnn import artifacts, distribute, models, training
 from yt8m_sdnn.losses import registry as loss_registry
-from yt8m_sdnn.data import reader, scan
+from yt8m_sdnn.data import class_counts, reader, scan
 from yt8m_sdnn.data.files import resolve_files
 from yt8m_sdnn.neglection import scores
 from yt8m_sdnn.subclass.merge import DEFAULT_MERGE, MERGE_RULES
@@ -91,11 +92,6 @@ def define_subclass_merge_flag(applies_to: str) -> None:
       "paper's) or odds_sum (the class odds as the sum of the subclass odds, derived "
       "from eq. 11; README \"Which merge rule?\"). Early stopping and evaluation score it.")
 
-
-# Without validation shards an epoch count is the whole schedule (the paper's 5); with
-# them it is a cap that early stopping should almost never reach.
-DEFAULT_NUM_EPOCHS = 5
-DEFAULT_NUM_EPOCHS_EARLY_STOPPED = 200
 
 
 def define_neglection_score_flag(allowed: tuple[str, ...] = scores.NEGLECTION_SCORES) -> None:
@@ -205,11 +201,11 @@ def define_training_flags(model_default: str = "cnn", early_stopping: bool = Tru
                f"{', '.join(sorted(STARTER_MODEL_NAMES))} are accepted too).")
   flags.DEFINE_integer("moe_num_mixtures", 2,
                        "Experts per class of --model=moe (the YT8M starter's default).")
-  paper = training.default_settings("cnn", early_stopped=False)
+  paper = training.recipe(training.PAPER_RECIPE).settings
   flags.DEFINE_float("learning_rate", None,
                      f"Initial learning rate (default {paper['learning_rate']}, the paper's; "
                      "with --val_data the model family's early-stopped recipe: "
-                     + _recipe_text("learning_rate") + ").")
+                     + _recipe_text("learning_rate") + "). " + RECIPE_RULE)
   flags.DEFINE_float("learning_rate_decay", None,
                      f"Learning rate factor applied every epoch (default "
                      f"{paper['learning_rate_decay']}; with --val_data "
@@ -231,8 +227,8 @@ def define_training_flags(model_default: str = "cnn", early_stopping: bool = Tru
     flags.DEFINE_integer(
         "num_epochs", None,
         f"Passes over the training data; with --val_data a cap (default "
-        f"{DEFAULT_NUM_EPOCHS_EARLY_STOPPED}), without it the schedule (default "
-        f"{DEFAULT_NUM_EPOCHS}, the paper's).")
+        f"{training.EARLY_STOPPED_NUM_EPOCHS}), without it the schedule (default "
+        f"{paper['num_epochs']}, the paper's).")
     flags.DEFINE_string("val_data", None,
                         "Validation shards, used only to pick the epoch: after every epoch "
                         "the model is scored on them (GAP@--top_k), the best epoch's "
@@ -243,9 +239,30 @@ def define_training_flags(model_default: str = "cnn", early_stopping: bool = Tru
                          "training stops.")
 
 
+# The rule, stated in --help and applied by `optimizer_settings` and `num_epochs`.
+_PAPER = training.recipe(training.PAPER_RECIPE).settings
+RECIPE_RULE = (f"Recipes: without --val_data the paper's ({_PAPER['optimizer']}, "
+               f"--learning_rate {_PAPER['learning_rate']:g} decayed "
+               f"{_PAPER['learning_rate_decay']:g} an epoch, --weight_decay "
+               f"{_PAPER['weight_decay']:g}, {_PAPER['num_epochs']} epochs); with --val_data "
+               "the model family's early-stopped recipe (values above, --num_epochs a cap "
+               f"of {training.EARLY_STOPPED_NUM_EPOCHS}). A flag you give wins; the run "
+               "logs one line naming its recipe and every value that is not the paper's, "
+               "and records it in train_result.json.")
+
+
 def _recipe_text(key: str) -> str:
-  return ", ".join(f"{name} {training.default_settings(name, True)[key]}"
+  return ", ".join(f"{name} {training.recipe('early-stopped', name).settings[key]}"
                    for name in sorted(training.EARLY_STOPPED_RECIPES))
+
+
+def _early_stopped() -> bool:
+  return bool(FLAGS["val_data"].value) if "val_data" in FLAGS else False
+
+
+def recipe() -> training.Recipe:
+  """The recipe this run's defaults come from (`training.recipe_for`)."""
+  return training.recipe_for(FLAGS.model, _early_stopped())
 
 
 def optimizer_settings() -> dict:
@@ -254,8 +271,7 @@ def optimizer_settings() -> dict:
   The defaults are the paper's, or with --val_data the model family's early-stopped
   recipe (`training.EARLY_STOPPED_RECIPES`).
   """
-  early_stopped = bool(FLAGS["val_data"].value) if "val_data" in FLAGS else False
-  settings = training.default_settings(FLAGS.model, early_stopped)
+  settings = training.default_settings(FLAGS.model, _early_stopped())
   for key in settings:
     if FLAGS[key].value is not None:
       settings[key] = FLAGS[key].value
@@ -266,7 +282,7 @@ def num_epochs() -> int:
   """--num_epochs, or its default, which depends on whether --val_data is given."""
   if FLAGS.num_epochs is not None:
     return FLAGS.num_epochs
-  return DEFAULT_NUM_EPOCHS_EARLY_STOPPED if FLAGS.val_data else DEFAULT_NUM_EPOCHS
+  return recipe().settings["num_epochs"]
 
 
 def train_config(train_dir: str, **overrides) -> training.TrainConfig:
@@ -284,7 +300,12 @@ def train_config(train_dir: str, **overrides) -> training.TrainConfig:
   if "subclass_merge" in FLAGS:
     values["subclass_merge"] = FLAGS.subclass_merge
   values.update(overrides)
-  return training.TrainConfig(**values)
+  chosen = recipe()
+  values["recipe"] = chosen.describe(
+      {key: values[key] for key in training.RECIPE_KEYS if key in values})
+  config = training.TrainConfig(**values)
+  logging.info("%s", config.recipe)
+  return config
 
 
 def check_data_flags(*names: str) -> None:
@@ -345,6 +366,36 @@ def reader_config(data_pattern: str, training: bool = False, cached: bool = Fals
   return reader.ReaderConfig(**values)
 
 
+# Vocabulary sizes of the YT8M releases (--num_classes).
+RELEASE_NUM_CLASSES = {"2018": 3862, "2017": 4716}
+
+
+def warn_about_num_classes(config: reader.ReaderConfig) -> None:
+  """Warns when the labels of the first shard suggest another --num_classes.
+
+  One cheap pass over the first file: labels beyond --num_classes are refused by the
+  reader (naming the flag); far fewer classes than --num_classes (the largest label id
+  seen below half of it), or 2018 ids under the 2017 vocabulary size, get one warning.
+  """
+  first = resolve_files(config.data_pattern)[0]
+  counts, num_videos = class_counts.count_class_positives(
+      dataclasses.replace(config, data_pattern=first, cache=None))
+  seen = np.flatnonzero(counts)
+  if not seen.size:
+    return
+  largest = int(seen.max())
+  release_2018 = RELEASE_NUM_CLASSES["2018"]
+  if config.num_classes == RELEASE_NUM_CLASSES["2017"] and largest < release_2018:
+    logging.warning("--num_classes=%d is the 2017 vocabulary, but the labels of %s (%d videos) "
+                    "stay below %d: 2018 shards have %d classes (--num_classes=%d).",
+                    config.num_classes, first, num_videos, release_2018, release_2018,
+                    release_2018)
+  elif largest < config.num_classes // 2:
+    logging.warning("--num_classes=%d, but the largest label id in %s (%d videos) is %d: "
+                    "is --num_classes right for these shards?", config.num_classes, first,
+                    num_videos, largest)
+
+
 def report_skipped(config: reader.ReaderConfig) -> None:
   """With --skip_corrupt, counts what will be skipped (one extra read of the shards)."""
   if config.skip_corrupt:
@@ -373,3 +424,19 @@ def replace(config, **changes):
 
 
 # Errors a user can fix: printed as one line, without a stack trace.
+
+
+def define_scoring_flags(top_k_help: str, deterministic_default: bool = False,
+                         deterministic_help: str = "Reproducible element order in tf.data."
+                         ) -> None:
+  """--top_k, --batch_size, --skip_corrupt, --deterministic of the binaries that score a
+  trained model (yt8m-eval, yt8m-predict): one definition, one set of ranges.
+
+  Out-of-range values (--top_k=0, --batch_size=0) are refused when the flags are
+  parsed, before any model is loaded.
+  """
+  flags.DEFINE_integer("top_k", 20, top_k_help, lower_bound=1)
+  flags.DEFINE_integer("batch_size", 512, "Videos per batch.", lower_bound=1)
+  flags.DEFINE_bool("skip_corrupt", False,
+                    "Skip unusable records (counted and logged) instead of stopping.")
+  flags.DEFINE_bool("deterministic", deterministic_default, deterministic_help)

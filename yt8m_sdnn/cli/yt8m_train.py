@@ -62,10 +62,13 @@ def main(argv):
                                          cached=True)
   val_reader = flag_sets.val_reader_config()
   flag_sets.report_skipped(reader_config)
+  flag_sets.warn_about_num_classes(reader_config)
   build = None
   if FLAGS.subclass_plan:
     subclass_plan = plan.load_plan(FLAGS.subclass_plan, expected_num_classes=FLAGS.num_classes,
-                                   expected_feature_size=reader_config.feature_size)
+                                   expected_feature_size=reader_config.feature_size,
+                                   expected_feature_names=reader_config.feature_names,
+                                   expected_feature_sizes=reader_config.feature_sizes)
     counts = (class_counts.count_class_positives(reader_config)[0]
               if train_config.loss.needs_class_counts else None)
     build = trainer.subclass_builder(

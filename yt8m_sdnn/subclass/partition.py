@@ -34,17 +34,23 @@ duplicated videos produce such ties).
 Each statistics object is a dataclass of numpy arrays with `merge(other)`: the same pass
 over disjoint sets of shards merges into the pass over all of them (integers exactly,
 float64 sums up to rounding), so each pass can be spread over workers.
+
+A SIGINT or SIGTERM stops the passes between two chunks of batches (`interrupts`); the
+passes hold their statistics in memory and the plan is written only at the end, so
+nothing is half-written and the same command runs the passes again.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Sequence
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from yt8m_sdnn import interrupts
 from yt8m_sdnn.data import formats
 from yt8m_sdnn.subclass import plan as plan_lib
 from yt8m_sdnn.subclass.passes import (DEFAULT_NUM_BINS, mean_statistics, refine_statistics,
@@ -136,6 +142,8 @@ def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
     ValueError: num_subclasses is not 2, a class id is out of range or repeated, the
       dataset is not batched (features, labels), is empty, holds NaN, or changes
       between passes.
+    interrupts.Interrupted: a SIGINT or SIGTERM stopped the passes (between two chunks
+      of batches; nothing was written).
 
   Example:
     dataset = reader.build_dataset(reader.ReaderConfig("/data/yt8m/train"))
@@ -148,7 +156,19 @@ def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
                      f"num_subclasses={num_subclasses}")
   _, num_classes = widths(dataset)
   selected = check_selected(selected, num_classes)
-  combine = combine or (lambda statistics: statistics)
+  try:
+    with interrupts.deferred():  # each pass checks between its chunks of batches
+      return _partition(dataset, selected, num_classes, feature_names, extrapolation,
+                        num_bins, max_collected, combine or (lambda statistics: statistics))
+  except interrupts.Interrupted as interrupted:
+    interrupted.detail = ((interrupted.detail or "during Algorithm 1's passes")
+                          + "; nothing was written: the same command runs the passes again")
+    raise
+
+
+def _partition(dataset, selected, num_classes, feature_names, extrapolation, num_bins,
+               max_collected, combine) -> plan_lib.SubclassPlan:
+  """`partition_dataset`'s passes, once its arguments are checked."""
   mean_stats = combine(mean_statistics(dataset))
   mean = mean_stats.mean
   split = combine(split_statistics(dataset, mean, selected, mean_stats.distance_bound(),
@@ -168,13 +188,17 @@ def partition_dataset(dataset: tf.data.Dataset, selected: Sequence[int],
 def partition_shards(reader_config, selected: Sequence[int],
                      extrapolation: float = plan_lib.DEFAULT_EXTRAPOLATION,
                      num_subclasses: int = 2, num_bins: int = DEFAULT_NUM_BINS,
-                     max_collected: int = DEFAULT_MAX_COLLECTED) -> plan_lib.SubclassPlan:
+                     max_collected: int = DEFAULT_MAX_COLLECTED,
+                     output: str | None = None) -> plan_lib.SubclassPlan:
   """`partition_dataset` over YT8M shards read as the model reads them (one epoch, in order).
 
   Args:
     reader_config: a `reader.ReaderConfig` of the training shards.
     selected, extrapolation, num_subclasses, num_bins, max_collected: as in
       `partition_dataset`.
+    output: the plan file the caller will write (`plan.save_plan`): the temporary
+      files of it that a killed run left are removed first. Pass it with the output's
+      lock held (yt8m-partition's), so no live writer's file is taken.
 
   Raises:
     reader.DataError: a shard or record is unusable (named by file and record).
@@ -183,6 +207,9 @@ def partition_shards(reader_config, selected: Sequence[int],
   Example:
     plan = partition_shards(reader.ReaderConfig("/data/yt8m/train"), selected=[17, 4])
   """
+  if output is not None:
+    interrupts.remove_orphaned_temporaries(os.path.dirname(output) or ".",
+                                           (os.path.basename(output),))
   # Only this convenience needs the YT8M reader; the partition takes any dataset.
   from yt8m_sdnn.data import reader  # pylint: disable=import-outside-toplevel
 

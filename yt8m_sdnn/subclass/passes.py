@@ -5,6 +5,11 @@ repeated while `split_search.SplitSearch` asks) read one epoch of batched (featu
 labels) each, with state bounded by the selected classes × (feature width + bins).
 `distances_to_mean` is the one distance function of the passes and of the online
 transform (`augment.py`), so both compute bit-identical float64 distances.
+
+Each pass runs its compiled loop on chunks of `CHUNK_BATCHES` batches and looks for a
+SIGINT or SIGTERM between chunks (`interrupts.check`): a compiled loop over a whole
+pass would see a Ctrl-C only when the pass ends. A pass keeps its state in memory
+and writes nothing, so a stopped pass leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from yt8m_sdnn import interrupts
 from yt8m_sdnn.data import reader
 from yt8m_sdnn.subclass.split_search import COLLECT, EXTREMES, ZOOM, SplitSearch
 from yt8m_sdnn.subclass.statistics import (KEY_MAX, MeanStatistics, RefineStatistics,
@@ -33,6 +39,10 @@ PASS_DEVICE = "/CPU:0"
 
 # Seconds between the progress lines of a pass (a pass over 3.9M videos takes minutes).
 PROGRESS_SECONDS = 30.0
+
+# Batches a pass's compiled loop reads per call; between calls it checks for an
+# interrupt (one Python call per 256 batches costs nothing next to reading them).
+CHUNK_BATCHES = 256
 
 
 @contextlib.contextmanager
@@ -61,6 +71,43 @@ def reporting_progress(dataset: tf.data.Dataset, what: str):
     thread.join()
     logging.info("%s: %d videos in %.1f s", what, int(counter.numpy()),
                  time.perf_counter() - start)
+
+
+def _chunked(body):
+  """A compiled loop applying `body(batch, *args)` to up to `num_batches` batches of an iterator.
+
+  The loop returns whether the iterator may hold more batches. The batches are the
+  same, in the same order, as in one loop over the whole dataset, so the statistics
+  are bit for bit those of an unchunked pass.
+  """
+
+  @tf.function
+  def chunk(iterator, num_batches, *args):
+    more = tf.constant(True)
+    for _ in tf.range(num_batches):
+      batch = iterator.get_next_as_optional()
+      more = batch.has_value()
+      if not more:
+        break
+      body(batch.get_value(), *args)
+    return more
+
+  return chunk
+
+
+def _run_pass(chunk, dataset: tf.data.Dataset, what: str, *args) -> None:
+  """Runs a `_chunked` loop over all of `dataset`, checking for an interrupt between chunks.
+
+  Raises:
+    interrupts.Interrupted: a SIGINT or SIGTERM came during the pass (named by `what`).
+  """
+  iterator = iter(dataset)
+  num_batches = tf.constant(CHUNK_BATCHES)
+  while True:
+    more = bool(chunk(iterator, num_batches, *args))
+    interrupts.check(f"during {what}")
+    if not more:
+      return
 
 
 def distances_to_mean(features: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
@@ -116,14 +163,15 @@ def _coarse_bins(distances, scale: float, num_bins: int):
   bins = tf.cast(tf.floor(distances * scale), tf.int64)
   return tf.clip_by_value(bins, 0, num_bins - 1)
 
-@tf.function
-def _mean_pass(dataset, state) -> None:
-  for batch in dataset:
-    values = tf.cast(batch[0], tf.float64)
-    state["total"].assign_add(tf.reduce_sum(values, axis=0))
-    state["count"].assign_add(tf.shape(values, out_type=tf.int64)[0])
-    state["max_norm"].assign(tf.maximum(state["max_norm"],
-                                        tf.reduce_max(tf.norm(values, axis=1))))
+def _mean_batch(batch, state) -> None:
+  values = tf.cast(batch[0], tf.float64)
+  state["total"].assign_add(tf.reduce_sum(values, axis=0))
+  state["count"].assign_add(tf.shape(values, out_type=tf.int64)[0])
+  state["max_norm"].assign(tf.maximum(state["max_norm"],
+                                      tf.reduce_max(tf.norm(values, axis=1))))
+
+
+_mean_pass = _chunked(_mean_batch)
 
 def mean_statistics(dataset: tf.data.Dataset) -> MeanStatistics:
   """Pass 1: Σx, the count and max ‖x‖ of all observations of `dataset`.
@@ -139,8 +187,9 @@ def mean_statistics(dataset: tf.data.Dataset) -> MeanStatistics:
     state = {"total": tf.Variable(tf.zeros([feature_size], tf.float64)),
              "count": tf.Variable(tf.constant(0, tf.int64)),
              "max_norm": tf.Variable(tf.constant(0.0, tf.float64))}
-    with reporting_progress(dataset, "Algorithm 1, pass 1 (mean)") as counted:
-      _mean_pass(counted, state)
+    what = "Algorithm 1, pass 1 (mean)"
+    with reporting_progress(dataset, what) as counted:
+      _run_pass(_mean_pass, counted, what, state)
   return MeanStatistics(state["total"].numpy(), int(state["count"].numpy()),
                         float(state["max_norm"].numpy()))
 
@@ -162,21 +211,22 @@ def _keep_extreme(values, vectors, features, rows, classes, distances, num_selec
                             tf.gather(tf.cast(features, tf.float32),
                                       tf.gather(first_row, improved)))
 
-@tf.function
-def _split_pass(dataset, selected, mean, scale, state) -> None:
+def _split_batch(batch, selected, mean, scale, state) -> None:
   k = tf.size(selected)
   num_bins = tf.shape(state["histogram"], out_type=tf.int64)[1]
-  for batch in dataset:
-    features = batch[0]
-    rows, classes, distances = _member_pairs(features, batch[1], selected, mean)
-    ones = tf.ones_like(classes)
-    state["counts"].assign_add(tf.math.unsorted_segment_sum(ones, classes, k))
-    bins = _coarse_bins(distances, scale, num_bins)
-    state["histogram"].scatter_nd_add(tf.stack([classes, bins], axis=1), ones)
-    _keep_extreme(state["farthest"], state["farthest_vector"], features, rows, classes,
-                  distances, k, largest=True)
-    _keep_extreme(state["nearest"], state["nearest_vector"], features, rows, classes,
-                  distances, k, largest=False)
+  features = batch[0]
+  rows, classes, distances = _member_pairs(features, batch[1], selected, mean)
+  ones = tf.ones_like(classes)
+  state["counts"].assign_add(tf.math.unsorted_segment_sum(ones, classes, k))
+  bins = _coarse_bins(distances, scale, num_bins)
+  state["histogram"].scatter_nd_add(tf.stack([classes, bins], axis=1), ones)
+  _keep_extreme(state["farthest"], state["farthest_vector"], features, rows, classes,
+                distances, k, largest=True)
+  _keep_extreme(state["nearest"], state["nearest_vector"], features, rows, classes,
+                distances, k, largest=False)
+
+
+_split_pass = _chunked(_split_batch)
 
 def split_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequence[int],
                      max_distance: float,
@@ -200,9 +250,10 @@ def split_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Seque
   with tf.device(PASS_DEVICE):
     state = {name: tf.Variable(getattr(empty, name)) for name in
              ("counts", "histogram", "farthest", "farthest_vector", "nearest", "nearest_vector")}
-    with reporting_progress(dataset, "Algorithm 1, pass 2 (split)") as counted:
-      _split_pass(counted, tf.constant(selected), tf.constant(mean, tf.float64),
-                  tf.constant(empty.scale, tf.float64), state)
+    what = "Algorithm 1, pass 2 (split)"
+    with reporting_progress(dataset, what) as counted:
+      _run_pass(_split_pass, counted, what, tf.constant(selected),
+                tf.constant(mean, tf.float64), tf.constant(empty.scale, tf.float64), state)
   return dataclasses.replace(empty, **{name: v.numpy() for name, v in state.items()})
 
 def _rank_within_class(classes):
@@ -219,44 +270,45 @@ def _inside(windows, window: int, classes, bins, keys):
   return ((bins >= bounds[:, 0]) & (bins <= bounds[:, 1]) &
           (keys >= bounds[:, 2]) & (keys <= bounds[:, 3]))
 
-@tf.function
-def _refine_pass(dataset, selected, mean, scale, request, state) -> None:
+def _refine_batch(batch, selected, mean, scale, request, state) -> None:
   k = tf.size(selected)
   num_bins = tf.shape(state["histogram"], out_type=tf.int64)[1]
   modes, windows = request["modes"], request["windows"]
-  for batch in dataset:
-    _, classes, distances = _member_pairs(batch[0], batch[1], selected, mean)
-    keys = tf.bitcast(distances, tf.int64)
-    bins = _coarse_bins(distances, scale, num_bins)
-    mode = tf.gather(modes, classes)
-    in_first = _inside(windows, 0, classes, bins, keys)
+  _, classes, distances = _member_pairs(batch[0], batch[1], selected, mean)
+  keys = tf.bitcast(distances, tf.int64)
+  bins = _coarse_bins(distances, scale, num_bins)
+  mode = tf.gather(modes, classes)
+  in_first = _inside(windows, 0, classes, bins, keys)
 
-    zoom = in_first & tf.equal(mode, ZOOM)
-    zoom_classes = tf.boolean_mask(classes, zoom)
-    sub_bins = tf.bitwise.right_shift(
-        tf.boolean_mask(keys, zoom) - tf.gather(windows[:, 0, 2], zoom_classes),
-        tf.gather(request["shifts"], zoom_classes))
-    state["histogram"].scatter_nd_add(tf.stack([zoom_classes, sub_bins], axis=1),
-                                      tf.ones_like(zoom_classes))
+  zoom = in_first & tf.equal(mode, ZOOM)
+  zoom_classes = tf.boolean_mask(classes, zoom)
+  sub_bins = tf.bitwise.right_shift(
+      tf.boolean_mask(keys, zoom) - tf.gather(windows[:, 0, 2], zoom_classes),
+      tf.gather(request["shifts"], zoom_classes))
+  state["histogram"].scatter_nd_add(tf.stack([zoom_classes, sub_bins], axis=1),
+                                    tf.ones_like(zoom_classes))
 
-    upper = in_first & tf.equal(mode, EXTREMES)
-    state["upper_min_key"].assign(tf.minimum(state["upper_min_key"], tf.math.unsorted_segment_min(
-        tf.boolean_mask(keys, upper), tf.boolean_mask(classes, upper), k)))
-    lower = _inside(windows, 1, classes, bins, keys) & tf.equal(mode, EXTREMES)
-    state["lower_max_key"].assign(tf.maximum(state["lower_max_key"], tf.math.unsorted_segment_max(
-        tf.boolean_mask(keys, lower), tf.boolean_mask(classes, lower), k)))
+  upper = in_first & tf.equal(mode, EXTREMES)
+  state["upper_min_key"].assign(tf.minimum(state["upper_min_key"], tf.math.unsorted_segment_min(
+      tf.boolean_mask(keys, upper), tf.boolean_mask(classes, upper), k)))
+  lower = _inside(windows, 1, classes, bins, keys) & tf.equal(mode, EXTREMES)
+  state["lower_max_key"].assign(tf.maximum(state["lower_max_key"], tf.math.unsorted_segment_max(
+      tf.boolean_mask(keys, lower), tf.boolean_mask(classes, lower), k)))
 
-    collect = in_first & tf.equal(mode, COLLECT)
-    collect_classes = tf.boolean_mask(classes, collect)
-    positions = (tf.gather(request["offsets"], collect_classes)
-                 + tf.gather(state["cursor"], collect_classes)
-                 + _rank_within_class(collect_classes))
-    # More than counted means the data changed: `advance` reports it, the buffer holds.
-    fits = positions < tf.gather(request["ends"], collect_classes)
-    state["buffer"].scatter_nd_update(tf.boolean_mask(positions, fits)[:, None],
-                                      tf.boolean_mask(tf.boolean_mask(keys, collect), fits))
-    state["cursor"].assign_add(tf.math.unsorted_segment_sum(
-        tf.ones_like(collect_classes), collect_classes, k))
+  collect = in_first & tf.equal(mode, COLLECT)
+  collect_classes = tf.boolean_mask(classes, collect)
+  positions = (tf.gather(request["offsets"], collect_classes)
+               + tf.gather(state["cursor"], collect_classes)
+               + _rank_within_class(collect_classes))
+  # More than counted means the data changed: `advance` reports it, the buffer holds.
+  fits = positions < tf.gather(request["ends"], collect_classes)
+  state["buffer"].scatter_nd_update(tf.boolean_mask(positions, fits)[:, None],
+                                    tf.boolean_mask(tf.boolean_mask(keys, collect), fits))
+  state["cursor"].assign_add(tf.math.unsorted_segment_sum(
+      tf.ones_like(collect_classes), collect_classes, k))
+
+
+_refine_pass = _chunked(_refine_batch)
 
 def refine_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequence[int],
                       search: SplitSearch) -> RefineStatistics:
@@ -287,11 +339,12 @@ def refine_statistics(dataset: tf.data.Dataset, mean: np.ndarray, selected: Sequ
              "buffer": tf.Variable(tf.zeros([int(collecting.sum())], tf.int64),
                                    shape=tf.TensorShape([None])),
              "cursor": tf.Variable(tf.zeros([k], tf.int64))}
-    with reporting_progress(dataset, "Algorithm 1, refining pass") as counted:
-      _refine_pass(counted, tf.constant(selected), tf.constant(mean, tf.float64),
-                   tf.constant(search.scale, tf.float64),
-                   {name: tf.constant(value, tf.int64) for name, value in request.items()},
-                   state)
+    what = "Algorithm 1, refining pass"
+    with reporting_progress(dataset, what) as counted:
+      _run_pass(_refine_pass, counted, what, tf.constant(selected),
+                tf.constant(mean, tf.float64), tf.constant(search.scale, tf.float64),
+                {name: tf.constant(value, tf.int64) for name, value in request.items()},
+                state)
   cursor = state["cursor"].numpy()
   kept = np.minimum(cursor, collecting)
   # Entries of one class run from its offset; a partial dataset fills only a prefix.
