@@ -144,6 +144,10 @@ def test_export_binary_refuses_an_existing_output(logistic_dir, tmp_path):
   assert first.returncode == 0, first.stderr[-3000:]
   assert (output / "saved_model.pb").is_file()
   assert "'features' float32 [batch, 1152] -> 'probabilities' float32 [batch, 5]" in first.stdout
+  # Only its own line: none of TF's INFO lines about the write, no temporary path.
+  for noise in ("unsupported characters", "Sharding callback", "Assets written",
+                "fingerprint", ".tmp"):
+    assert noise not in first.stdout + first.stderr, (noise, first.stderr[-3000:])
   second = subprocess.run(command, cwd=ROOT, env=binary_env(), capture_output=True,
                           text=True, timeout=300, check=False)
   assert second.returncode == 1

@@ -305,3 +305,36 @@ def test_two_workers_read_the_same_whole_shards_from_a_cache(tmp_path):
     assert len(worker_seen["shards"]) == 12
   assert sorted(seen[0]["shards"] + seen[1]["shards"]) == [f"v{i:03d}" for i in range(24)]
   assert len(complete_caches(tmp_path / "cache")) == 1
+
+
+@pytest.mark.parametrize("kind", ["directory", "streamed"])
+@pytest.mark.parametrize("edit", [{"max_labels": 1}, {"feature_size": 576}, {"digest": "0"}])
+def test_an_edited_manifest_reads_as_stale_and_the_cache_is_rebuilt(tmp_path, monkeypatch,
+                                                                    kind, edit):
+  directory, _, (_, labels, _, _) = write_shards(tmp_path)
+  assert max(len(video) for video in labels) > 1  # max_labels=1 would drop labels
+  config = config_for(directory, cache=location(kind, tmp_path, monkeypatch), include_ids=True)
+  expected = batches(dataclasses.replace(config, cache=None))
+  assert_same_batches(batches(config), expected)
+  [key] = complete_caches(tmp_path / "cache")
+  manifest_path = tmp_path / "cache" / key / feature_cache.MANIFEST_FILE
+  manifest = json.loads(manifest_path.read_text())
+  manifest.update(edit)
+  manifest_path.write_text(json.dumps(manifest))
+  feature_cache.clear_memory()  # as a new process would
+  assert_same_batches(batches(config), expected)
+  assert complete_caches(tmp_path / "cache") == [key]
+  assert json.loads(manifest_path.read_text())["digest"] != "0"  # rebuilt, not reused
+
+
+def test_2017_shards_under_the_2018_id_key_are_named_with_the_key(tmp_path):
+  directory = tmp_path / "shards"
+  directory.mkdir()
+  paths = write_video_shards(directory, *random_videos(6, 10), id_key="video_id")
+  for cache in (feature_cache.MEMORY, str(tmp_path / "cache")):
+    with pytest.raises(reader.DataError) as raised:
+      reader.build_dataset(config_for(directory, cache=cache))
+    message = str(raised.value)
+    assert message.startswith(f"{paths[0]}: record 0 (id ''): a record has no 'id' video id"), (
+        message)
+    assert "--id_key=video_id" in message and "did they change" not in message

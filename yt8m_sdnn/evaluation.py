@@ -17,46 +17,59 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import distribute, metrics
+from yt8m_sdnn import distribute, metrics, model_files
 from yt8m_sdnn.data import reader, scan
 from yt8m_sdnn.data.files import resolve_files
 
 
 def check_model_fits(model: keras.Model, reader_config: reader.ReaderConfig) -> None:
-  """Raises ValueError when the model's input or output width does not fit the data."""
-  input_width = model.inputs[0].shape[-1]
-  output_width = model.outputs[0].shape[-1]
-  if input_width != reader_config.feature_size:
-    raise ValueError(
-        f"model {model.name!r} takes {input_width} features; the data gives "
-        f"{reader_config.feature_size} ({list(reader_config.feature_names)})")
-  if output_width != reader_config.num_classes:
-    raise ValueError(
-        f"model {model.name!r} scores {output_width} classes; the data has "
-        f"{reader_config.num_classes} (--num_classes)")
+  """Raises ValueError when the model's input or output width does not fit the data.
+
+  `model_files.check_model_fits`, the check every binary makes, against the data.
+  """
+  model_files.check_model_fits(
+      model, reader_config.feature_size, reader_config.num_classes, f"model {model.name!r}",
+      "the data", feature_hint=f" ({list(reader_config.feature_names)})",
+      class_hint=" (--num_classes)")
 
 
-# One compiled forward pass per model, kept while the model lives: validation after
-# every epoch reuses it instead of tracing a new function each time.
-_FORWARD: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
+def check_top_k(top_k) -> None:
+  """Refuses a `top_k` that is not a positive integer (no class would be ranked)."""
+  if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+    raise ValueError(f"Expected top_k >= 1 (--top_k). Received: top_k={top_k!r}")
 
 
-def _forward(model: keras.Model) -> Callable:
-  forward = _FORWARD.get(model)
-  if forward is None:
+# One traced forward pass per model, kept while the model lives: validation after
+# every epoch and every later evaluation or prediction reuse it.
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.PolymorphicFunction]" = (
+    weakref.WeakKeyDictionary())
+
+
+def compiled_forward(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+  """`model(features, training=False)` as one concrete function: traced once per model.
+
+  Its input signature is fixed, float32 (any batch, the model's input width), so no
+  batch shape retraces it (the last partial batch neither). It is called as a
+  concrete function, which TF's retracing detector does not count: that detector
+  keys on the Python code traced, shared by every model's function here, and would
+  warn when one new model after another is traced (a pipeline's rows, a θ run).
+  """
+  function = _FORWARD.get(model)
+  if function is None:
     # The function holds the model weakly, so the cache entry goes with the model.
     model_ref = weakref.ref(model)
-    forward = tf.function(lambda features: model_ref()(features, training=False),
-                          reduce_retracing=True)
-    _FORWARD[model] = forward
-  return forward
+    spec = tf.TensorSpec([None, model.inputs[0].shape[-1]], tf.float32, name="features")
+    function = tf.function(lambda features: model_ref()(features, training=False),
+                           input_signature=[spec], autograph=False)
+    _FORWARD[model] = function
+  return function.get_concrete_function()
 
 
 def score_batches(model: keras.Model, dataset: tf.data.Dataset) -> Iterator[tuple]:
   """Yields (scores, *rest) as numpy per batch, one compiled forward pass each."""
-  forward = _forward(model)
+  forward = compiled_forward(model)
   for batch in dataset:
-    scores = forward(batch[0])
+    scores = forward(tf.cast(batch[0], tf.float32))
     yield (scores.numpy(),) + tuple(part.numpy() for part in batch[1:])
 
 
@@ -126,9 +139,10 @@ def evaluate(model: keras.Model, reader_config: reader.ReaderConfig,
     paired bootstrap of GAP needs (`bootstrap.paired_gap_differences`).
 
   Raises:
-    ValueError: the model does not fit the data.
+    ValueError: the model does not fit the data, or `top_k` is not positive.
     reader.DataError: a record cannot be used, or a video id occurs twice.
   """
+  check_top_k(top_k)
   check_model_fits(model, reader_config)
   evaluation = metrics.EvaluationMetrics(reader_config.num_classes, top_k=top_k)
   all_shards = dataclasses.replace(reader_config, include_ids=True)

@@ -28,17 +28,26 @@ TensorFlow only: neither this package nor any Keras layer or model code is impor
 `serving.serve(features)` returns the same dict.
 
 The export is written into a temporary sibling directory and renamed onto `output`
-at the end, so a crash never leaves a half-written SavedModel there.
+at the end, so a crash never leaves a half-written SavedModel there; a full disk
+ends in one `ArtifactError` naming `output`, the temporary directory deleted. The
+model is checked as evaluation and prediction check it (`model_files.load_trained`).
+TensorFlow's INFO lines about the write (renamed captured inputs, sharding times,
+the temporary directory's assets) are held back while it writes; its warnings pass.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 import tempfile
 import uuid
+from typing import Iterator
 
 import keras
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from yt8m_sdnn import artifacts, model_files
 from yt8m_sdnn.data import decoding
@@ -109,6 +118,36 @@ def _move_into_place(temporary: str, output: str) -> None:
     tf.io.gfile.rmtree(old)
 
 
+@contextlib.contextmanager
+def _without_tensorflow_info() -> Iterator[None]:
+  """Holds back INFO lines while TensorFlow writes (its warnings and errors pass).
+
+  TF's saving code logs through both its own `tensorflow` logger and absl's; nothing
+  of this package logs while the context is open.
+  """
+  logger = logging.getLogger("tensorflow")
+  level, verbosity = logger.level, absl_logging.get_verbosity()
+  logger.setLevel(max(level, logging.WARNING))
+  absl_logging.set_verbosity(min(verbosity, absl_logging.WARNING))
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+    absl_logging.set_verbosity(verbosity)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return True
+  return "No space left on device" in str(error) or "errno = 28" in str(error)
+
+
+def _size_of(directory: str) -> int:
+  """Bytes of every file under `directory`."""
+  return sum(tf.io.gfile.stat(os.path.join(root, name)).length
+             for root, _, names in tf.io.gfile.walk(directory) for name in names)
+
+
 def export_saved_model(train_dir: str, output: str, overwrite: bool = False) -> str:
   """Writes the model of `train_dir` as a SavedModel directory `output`; returns `output`.
 
@@ -119,40 +158,40 @@ def export_saved_model(train_dir: str, output: str, overwrite: bool = False) -> 
 
   Raises:
     artifacts.ArtifactError: no model or model config in `train_dir`, a model that
-      does not fit its config, or an existing `output` (see `overwrite`); each names
-      the path.
+      does not fit its config, an existing `output` (see `overwrite`), or a full disk;
+      each names the path.
     ValueError: Keras runs on a backend other than TensorFlow.
   """
   if keras.backend.backend() != "tensorflow":
     raise ValueError(f"exporting a SavedModel needs Keras' TensorFlow backend; "
                      f"KERAS_BACKEND is {keras.backend.backend()!r}")
-  model_config = model_files.load_model_config(train_dir)
+  model_files.load_model_config(train_dir)  # a missing run is named before --output
   _check_output(output, overwrite)
-  model = model_files.load_trained_model(train_dir)
-  feature_sizes = [int(size) for size in model_config["feature_sizes"]]
-  feature_size, num_classes = sum(feature_sizes), int(model_config["num_classes"])
-  model_path = os.path.join(train_dir, model_files.MODEL_FILE)
-  if tuple(model.input_shape)[-1] != feature_size or tuple(
-      model.output_shape)[-1] != num_classes:
-    raise artifacts.ArtifactError(
-        f"{model_path}: maps {tuple(model.input_shape)} to {tuple(model.output_shape)}, "
-        f"but {model_files.MODEL_CONFIG_FILE} says {feature_size} features and "
-        f"{num_classes} classes; retrain it with yt8m-train")
+  model, model_config = model_files.load_trained(train_dir)
+  feature_sizes = list(model_config["feature_sizes"])
+  feature_size = sum(feature_sizes)
 
   def serve(features):
     probabilities = model(_normalize_modalities(features, feature_sizes), training=False)
     return {OUTPUT_NAME: tf.cast(probabilities, tf.float32)}
 
-  archive = keras.export.ExportArchive()
-  archive.track(model)
-  archive.add_endpoint(ENDPOINT_NAME, serve, input_signature=[
-      tf.TensorSpec([None, feature_size], tf.float32, name=INPUT_NAME)])
   temporary = _temporary_sibling(output)
   try:
-    archive.write_out(temporary, verbose=False)  # also aliased as "serving_default"
+    with _without_tensorflow_info():
+      archive = keras.export.ExportArchive()
+      archive.track(model)
+      archive.add_endpoint(ENDPOINT_NAME, serve, input_signature=[
+          tf.TensorSpec([None, feature_size], tf.float32, name=INPUT_NAME)])
+      archive.write_out(temporary, verbose=False)  # also aliased as "serving_default"
     _move_into_place(temporary, output)
-  except BaseException:
+  except BaseException as error:
+    written = _size_of(temporary) if tf.io.gfile.exists(temporary) else 0
     if tf.io.gfile.exists(temporary):
       tf.io.gfile.rmtree(temporary)
+    if _is_disk_full(error):
+      raise artifacts.ArtifactError(
+          f"{output}: no space left on the device for the SavedModel ({written / 2**20:.1f} "
+          "MB of it had been written, all deleted: nothing is left half-written). Free "
+          "some space, or choose another --output") from None
     raise
   return output

@@ -3,8 +3,12 @@
 `save_model` writes the `.keras` archive atomically, without the optimizer's state and
 never with a NaN weight; `load_trained_model` reads it in Keras' safe mode (no
 arbitrary code), with one-line errors naming the file; `model_config.json` says how
-the data must be read for the model (`load_model_config` checks its keys; `training`
-writes it).
+the data must be read for the model (`load_model_config` checks its keys and the type
+and range of each value; `training` writes it).
+
+The one set of checks of every binary that uses a trained model (yt8m-eval,
+yt8m-predict, yt8m-export): `load_trained` reads both files and refuses a model whose
+widths are not its config's (`check_model_fits`), before any shard is read.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tensorflow as tf
 # The package's Keras objects (models, layers, losses) are registered when their
 # modules are imported; a saved model names them, so loading needs them imported.
 from yt8m_sdnn import artifacts, losses, models  # pylint: disable=unused-import
+from yt8m_sdnn.data import config as data_config
 
 MODEL_FILE = "model.keras"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -42,7 +47,92 @@ def load_model_config(train_dir: str) -> dict:
   if missing:
     raise artifacts.ArtifactError(f"{path}: lacks {missing}; it was not written by this "
                                   f"project's yt8m-train. {hint}")
+  problem = _value_problem(config)
+  if problem:
+    raise artifacts.ArtifactError(f"{path}: {problem}. {hint}")
   return config
+
+
+_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", list: "array",
+               dict: "object", type(None): "null"}
+
+
+def _is_integer(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _value_problem(config: dict) -> str | None:
+  """What is wrong with a value of `MODEL_CONFIG_KEYS`, naming the key; None if nothing."""
+
+  def wrong(key, expected):
+    value = config[key]
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    return f"{key!r} is {value!r} (a JSON {kind}); expected {expected}"
+
+  if not _is_integer(config["num_classes"]) or not (
+      0 < config["num_classes"] <= data_config.MAX_NUM_CLASSES):
+    return wrong("num_classes", f"an integer in [1, {data_config.MAX_NUM_CLASSES:,}]")
+  if not _is_integer(config["num_outputs"]) or config["num_outputs"] < config["num_classes"]:
+    return wrong("num_outputs", f"an integer of at least num_classes ({config['num_classes']})")
+  names, sizes = config["feature_names"], config["feature_sizes"]
+  if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+    return wrong("feature_names", "a non-empty list of feature names")
+  if not isinstance(sizes, list) or len(sizes) != len(names) or not all(
+      _is_integer(size) and size > 0 for size in sizes):
+    return wrong("feature_sizes", f"a list of {len(names)} positive integers (one a feature)")
+  if not isinstance(config["frame_level"], bool):
+    return wrong("frame_level", "true or false")
+  if not isinstance(config["id_key"], str) or not config["id_key"]:
+    return wrong("id_key", "a feature key such as \"id\" or \"video_id\"")
+  return None
+
+
+def check_model_fits(model: keras.Model, feature_size: int, num_classes: int,
+                     model_name: str, expected_by: str, feature_hint: str = "",
+                     class_hint: str = "") -> None:
+  """Refuses a model that does not map `feature_size` features to `num_classes` scores.
+
+  The one check of a model's widths, for evaluation, prediction and export alike: a
+  wrong input width would fail inside a traced function, a wrong output width would
+  score (and write) class ids the data does not have.
+
+  Args:
+    model: a built Keras model with one input and one output.
+    feature_size, num_classes: the widths it must have.
+    model_name: names the model, first in the message (`path:`, `model 'logistic'`).
+    expected_by: what asks for those widths (`model_config.json`'s path, the data).
+    feature_hint, class_hint: appended to the message on either width (a flag).
+
+  Raises:
+    artifacts.ArtifactError: naming the model, its width and the expected one.
+  """
+  input_width, output_width = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
+  if input_width != feature_size:
+    raise artifacts.ArtifactError(f"{model_name} takes {input_width} features; {expected_by} "
+                                  f"gives {feature_size}{feature_hint}")
+  if output_width != num_classes:
+    raise artifacts.ArtifactError(f"{model_name} scores {output_width} classes; {expected_by} "
+                                  f"has {num_classes}{class_hint}")
+
+
+def load_trained(train_dir: str) -> tuple[keras.Model, dict]:
+  """(model, model config) of a finished train_dir, both checked, the model against its config.
+
+  Raises:
+    artifacts.ArtifactError: naming the file: either is missing or unreadable, a value
+      of the config has the wrong type or range, or the model's input or output width
+      is not the config's (then: retrain, or restore the pair).
+  """
+  config = load_model_config(train_dir)
+  model = load_trained_model(train_dir)
+  config_path = os.path.join(train_dir, MODEL_CONFIG_FILE)
+  try:
+    check_model_fits(model, sum(config["feature_sizes"]), config["num_classes"],
+                     os.path.join(train_dir, MODEL_FILE) + ":", config_path)
+  except artifacts.ArtifactError as error:
+    raise artifacts.ArtifactError(
+        f"{error}; the two files are not of one run: retrain with yt8m-train") from None
+  return model, config
 
 
 def load_trained_model(train_dir: str) -> keras.Model:

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn import artifacts
+from yt8m_sdnn import artifacts, evaluation
 from yt8m_sdnn.data import reader
 
 CSV_HEADER = "VideoId,LabelConfidencePairs\n"
@@ -34,10 +34,17 @@ def write_submission(model: keras.Model, reader_config: reader.ReaderConfig, pat
 
   Returns:
     The number of videos written.
+
+  Raises:
+    ValueError: `top_k` is not positive, or the model does not fit the data (the
+      checks of `evaluation.evaluate`), before any shard is read.
+    reader.DataError: a record cannot be used.
   """
   if not reader_config.include_ids:
     raise ValueError("write_submission needs a reader config with include_ids=True")
-  forward = tf.function(lambda features: model(features, training=False), reduce_retracing=True)
+  evaluation.check_top_k(top_k)
+  evaluation.check_model_fits(model, reader_config)
+  forward = evaluation.compiled_forward(model)
   count = 0
   start = last = time.perf_counter()
   with artifacts.atomic_write_path(path) as temporary:

@@ -13,15 +13,13 @@ import os
 from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
-from yt8m_sdnn import artifacts, distribute, evaluation, training
+from yt8m_sdnn import artifacts, distribute, evaluation, model_files, training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("eval_data", None, "Evaluation shards: a directory, glob or comma list.")
+flags.DEFINE_string("eval_data", None,
+                    "Evaluation shards: a directory (its *.tfrecord files), glob or comma list.")
 flags.DEFINE_string("train_dir", None, "Holds model.keras and model_config.json (yt8m-train).")
-flags.DEFINE_integer("top_k", 20, "k of GAP@k and of the per-class top-k lists of mAP.")
-flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
-flags.DEFINE_bool("skip_corrupt", False, "Skip unusable records instead of stopping.")
-flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
+flag_sets.define_scoring_flags("k of GAP@k and of the per-class top-k lists of mAP.")
 flag_sets.define_strategy_flag()
 # --help lists the shared flags too (absl shows only the main module's otherwise).
 flags.adopt_module_key_flags(flag_sets)
@@ -31,8 +29,7 @@ flags.mark_flags_as_required(["eval_data", "train_dir"])
 def main(argv):
   del argv
   flag_sets.check_data_flags("eval_data")  # a mistyped pattern fails before any work
-  model_config = training.load_model_config(FLAGS.train_dir)
-  model = training.load_trained_model(FLAGS.train_dir)
+  model, model_config = model_files.load_trained(FLAGS.train_dir)
   if distribute.is_chief():  # it writes eval_metrics.json there after the pass
     artifacts.check_output_file(os.path.join(FLAGS.train_dir, "eval_metrics.json"),
                                 "--train_dir")

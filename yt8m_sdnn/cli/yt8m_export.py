@@ -14,7 +14,7 @@ Example:
 from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
-from yt8m_sdnn import export, training
+from yt8m_sdnn import export, model_files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_dir", None, "Holds model.keras and model_config.json (yt8m-train).")
@@ -29,7 +29,7 @@ flags.mark_flags_as_required(["train_dir", "output"])
 def main(argv):
   del argv
   output = export.export_saved_model(FLAGS.train_dir, FLAGS.output, overwrite=FLAGS.overwrite)
-  config = training.load_model_config(FLAGS.train_dir)
+  config = model_files.load_model_config(FLAGS.train_dir)
   print(f"{output}: SavedModel, signature {export.SIGNATURE_NAME!r}: "
         f"{export.INPUT_NAME!r} float32 [batch, {sum(config['feature_sizes'])}] -> "
         f"{export.OUTPUT_NAME!r} float32 [batch, {config['num_classes']}]")

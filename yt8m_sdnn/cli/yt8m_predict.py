@@ -13,19 +13,21 @@ import io
 from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
-from yt8m_sdnn import artifacts, prediction, training
+from yt8m_sdnn import artifacts, model_files, prediction
 from yt8m_sdnn.data import vocabulary
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_data", None, "Shards to score: a directory, glob or comma list.")
+flags.DEFINE_string("input_data", None,
+                    "Shards to score: a directory (its *.tfrecord files), glob or comma list.")
 flags.DEFINE_string("train_dir", None, "Holds model.keras and model_config.json (yt8m-train).")
 flags.DEFINE_string("output_file", None, "The CSV to write.")
-flags.DEFINE_integer("top_k", 20, "Predictions per video.")
-flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
-flags.DEFINE_bool("skip_corrupt", False, "Skip unusable records instead of stopping.")
-flags.DEFINE_bool("deterministic", True, "Keep the CSV in shard order.")
+flag_sets.define_scoring_flags("Predictions per video.", deterministic_default=True,
+                               deterministic_help="Keep the CSV in shard order.")
 flags.DEFINE_string("vocabulary", None, "vocabulary.csv (2018) or label_names.csv (2017).")
-flags.DEFINE_integer("show_videos", 5, "With --vocabulary: videos whose top classes to print.")
+flags.DEFINE_integer("show_videos", 5, "With --vocabulary: videos whose top classes to print.",
+                     lower_bound=0)
+# --help lists the shared flags too (absl shows only the main module's otherwise).
+flags.adopt_module_key_flags(flag_sets)
 flags.mark_flags_as_required(["input_data", "train_dir", "output_file"])
 
 
@@ -45,8 +47,7 @@ def main(argv):
   if FLAGS.vocabulary:
     vocabulary.check_readable(FLAGS.vocabulary)
   artifacts.check_output_file(FLAGS.output_file, "--output_file")
-  model_config = training.load_model_config(FLAGS.train_dir)
-  model = training.load_trained_model(FLAGS.train_dir)
+  model, model_config = model_files.load_trained(FLAGS.train_dir)
   names = vocabulary.load_class_names(FLAGS.vocabulary) if FLAGS.vocabulary else None
   reader_config = flag_sets.reader_config_for_model(
       model_config, FLAGS.input_data, include_ids=True, require_labels=False)

@@ -7,6 +7,7 @@ The lowest layer of `data`: the decoder, the scan and the reader all take a
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import tensorflow as tf
 
@@ -21,6 +22,15 @@ class DataError(ValueError):
 # record in its message and fails to decode them when they are not UTF-8.
 READ_ERRORS = (tf.errors.OpError, UnicodeDecodeError)
 
+# Over 20 times the largest YT8M vocabulary (4,716 classes, 2017 release). A larger
+# num_classes is a typo, and would not fit in memory: every batch holds
+# (batch, num_classes) float32 labels (10^9 classes: 2 TB for a batch of 512).
+MAX_NUM_CLASSES = 100_000
+
+
+def _is_integer(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
 
 @dataclasses.dataclass(frozen=True)
 class ReaderConfig:
@@ -28,7 +38,8 @@ class ReaderConfig:
 
   Attributes:
     data_pattern: a directory, a glob, or a comma-separated list of globs.
-    num_classes: width of the multi-hot label vector (3862 for 2018, 4716 for 2017).
+    num_classes: width of the multi-hot label vector (3862 for 2018, 4716 for 2017),
+      at most `MAX_NUM_CLASSES`.
     feature_names: video-level names (`mean_rgb`, `mean_audio`) or, with
       `frame_level`, frame-level names (`rgb`, `audio`); concatenated in this order.
     feature_sizes: width of each feature, same order as `feature_names`.
@@ -70,6 +81,13 @@ class ReaderConfig:
   cache: str | None = None
 
   def __post_init__(self):
+    for name in ("num_classes", "batch_size", "cycle_length"):
+      if not _is_integer(getattr(self, name)):
+        raise ValueError(f"Expected an integer {name}. Received: {name}="
+                         f"{getattr(self, name)!r}")
+    if not all(_is_integer(size) for size in self.feature_sizes):
+      raise ValueError(f"Expected integer feature_sizes. Received: "
+                       f"feature_sizes={list(self.feature_sizes)!r}")
     if len(self.feature_names) != len(self.feature_sizes):
       raise ValueError(
           f"feature_names {list(self.feature_names)} and feature_sizes "
@@ -78,8 +96,11 @@ class ReaderConfig:
       raise ValueError("feature_names must name at least one feature")
     if any(size <= 0 for size in self.feature_sizes):
       raise ValueError(f"feature_sizes must be positive. Received: {list(self.feature_sizes)}")
-    if self.num_classes <= 0:
-      raise ValueError(f"num_classes must be positive. Received: {self.num_classes}")
+    if not 0 < self.num_classes <= MAX_NUM_CLASSES:
+      raise ValueError(
+          f"num_classes must be in [1, {MAX_NUM_CLASSES:,}] (YT8M has 3,862 classes in 2018 "
+          f"and 4,716 in 2017; more would not fit in memory). Received: "
+          f"num_classes={self.num_classes!r}")
     if self.batch_size <= 0:
       raise ValueError(f"batch_size must be positive. Received: {self.batch_size}")
     if self.cache is not None and not self.cache.strip():

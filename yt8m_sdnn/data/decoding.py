@@ -148,6 +148,43 @@ def l2_normalize(values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   return values * (1.0 / tf.maximum(tf.sqrt(square_sums), 1e-6)), square_sums
 
 
+# Under the other format's reader a record reads as empty (an Example is a
+# SequenceExample without feature lists; a SequenceExample's context is an Example's
+# features); the located decoder then looks for the other format's keys (only for a
+# failed record) to name the shards' format and the flags that read it.
+_VIDEO_NAME_FOR_FRAME_NAME = {frame: video for video, frame in
+                              formats.FRAME_NAME_FOR_VIDEO_NAME.items()}
+
+
+def _frames_of_frame_level_record(serialized: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
+  """Frames in record `row`'s `rgb` and `audio` feature lists (0 for an Example)."""
+  _, sequences, _ = tf.io.parse_sequence_example(
+      serialized[row:row + 1], sequence_features={
+          name: tf.io.RaggedFeature(tf.string) for name in formats.FRAME_LEVEL_FEATURES})
+  return tf.add_n([tf.size(sequences[name].flat_values)
+                   for name in formats.FRAME_LEVEL_FEATURES])
+
+
+def _values_of_video_level_record(serialized: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
+  """Values in record `row`'s `mean_rgb` and `mean_audio` (0 for a SequenceExample)."""
+  parsed = tf.io.parse_example(serialized[row:row + 1], {
+      name: tf.io.RaggedFeature(tf.float32) for name in formats.VIDEO_LEVEL_FEATURES})
+  return tf.add_n([tf.size(parsed[name].flat_values) for name in formats.VIDEO_LEVEL_FEATURES])
+
+
+def _other_format_hint(config) -> str:
+  """What to say when the shards are of the other format than `config` reads."""
+  if config.frame_level:
+    names = ",".join(_VIDEO_NAME_FOR_FRAME_NAME[name] for name in config.feature_names)
+    return (f": these are video-level shards ({', '.join(formats.VIDEO_LEVEL_FEATURES)}), "
+            f"read as frame-level: drop --frame_level and read them with "
+            f"--feature_names={names}")
+  names = ",".join(formats.FRAME_NAME_FOR_VIDEO_NAME[name] for name in config.feature_names)
+  return (f": these are frame-level shards (feature lists "
+          f"{', '.join(formats.FRAME_LEVEL_FEATURES)}): read them with --frame_level "
+          f"--feature_names={names}")
+
+
 def _video_ids(ragged_ids: tf.RaggedTensor) -> tf.Tensor:
   return tf.squeeze(ragged_ids.to_tensor(default_value="", shape=[None, 1]), axis=1)
 
@@ -220,10 +257,12 @@ def _video_level(config, serialized: tf.Tensor, where) -> Decoded:
     lengths = [parsed[name].row_lengths() for name in names]
 
     def width_reason(name, size, length):
-      return lambda row: tf.strings.join([
-          f"'{name}' has ", _pick(length, row), f" values, expected {size}",
-          tf.where(_pick(length, row) == "0",
-                   " (a frame-level record? read those with --frame_level)", "")])
+      def reason(row):
+        frame_level = tf.logical_and(tf.equal(length[row], 0),
+                                     _frames_of_frame_level_record(serialized, row) > 0)
+        return tf.strings.join([f"'{name}' has ", _pick(length, row), f" values, expected {size}",
+                                tf.where(frame_level, _other_format_hint(config), "")])
+      return reason
 
     checks = [_Check(tf.reduce_all(tf.equal(length, size)), f"'{name}' does not have {size} values",
                      lambda length=length, size=size: tf.not_equal(length, size),
@@ -255,9 +294,14 @@ def _frame_level(config, serialized: tf.Tensor, where) -> Decoded:
     counts.append((feature_frames.row_lengths(), wrong))
 
   def frames_reason(name, size, num_frames, wrong):
-    return lambda row: tf.strings.join([
-        f"'{name}' needs at least one frame of {size} bytes; found ", _pick(num_frames, row),
-        " frames, ", _pick(wrong, row), " of another width"])
+    def reason(row):
+      video_level = tf.logical_and(tf.equal(num_frames[row], 0),
+                                   _values_of_video_level_record(serialized, row) > 0)
+      return tf.strings.join([
+          f"'{name}' needs at least one frame of {size} bytes; found ", _pick(num_frames, row),
+          " frames, ", _pick(wrong, row), " of another width",
+          tf.where(video_level, _other_format_hint(config), "")])
+    return reason
 
   def bad_frames(num_frames, wrong):
     return tf.logical_or(wrong > 0, num_frames == 0)

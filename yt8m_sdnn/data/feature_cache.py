@@ -38,9 +38,12 @@ within the file system's clock tick of its previous write cannot be told apart.)
 
 Atomicity: a build writes into `DIR/.building-<key>-<host>-<pid>-<random>/` and renames
 it to `DIR/<key>` once every file and the manifest are written; the manifest is read
-only from a renamed directory and every file it lists must have its recorded size. A
-killed build leaves only a `.building-*` directory, never read, and removed by the next
-build on the same host once its process is gone.
+only from a renamed directory, must match its own digest (an edited manifest, say
+`max_labels` or `feature_size` changed by hand, reads as stale and the cache is
+rebuilt) and the reader's feature size, and every file it lists must have its
+recorded size. A killed build leaves only a `.building-*` directory, never read, and
+removed by the next build on the same host once its process is gone; a full disk ends
+the build with one error naming DIR, and its partial directory is deleted.
 
 With `memory`, the decoded arrays are kept by the process only (a registry keyed like
 the directories), so every `build_dataset` of the run after the first shares them.
@@ -49,6 +52,7 @@ the directories), so every `build_dataset` of the run after the first shares the
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -211,10 +215,23 @@ class _ShardWriter:
     self._writer.write(tf.io.serialize_tensor(tf.constant(ids, tf.string)).numpy())
 
   def close(self) -> None:
-    self._flush()
+    try:
+      self._flush()
+    except BaseException:
+      self.abandon()
+      raise
     if self._writer is not None:
       self._writer.close()
       self._writer = None
+
+  def abandon(self) -> None:
+    """Closes the file after a failed write (a full disk), keeping the first error."""
+    writer, self._writer = self._writer, None
+    if writer is not None:
+      try:
+        writer.close()
+      except tf.errors.OpError:
+        pass  # the file is deleted with its build directory
 
 
 def _write_shards(chunks: Iterable[Chunk], num_files: int, directory: str | None
@@ -242,9 +259,12 @@ def _write_shards(chunks: Iterable[Chunk], num_files: int, directory: str | None
       if writers:
         writers[-1].close()
       writers.append(writer(len(writers)))
-  finally:
     if writers:
       writers[-1].close()
+  except BaseException:
+    if writers:
+      writers[-1].abandon()  # its file closed, so a full disk can be unmounted or cleaned
+    raise
   return writers
 
 
@@ -321,7 +341,28 @@ def _load(cached: CachedShards) -> CachedShards:
   return dataclasses.replace(cached, arrays=arrays.tensors())
 
 
-def _open_directory(target: str, identity) -> CachedShards | None:
+def _manifest_digest(manifest: Mapping[str, Any]) -> str:
+  """The digest of a manifest's content, so an edited manifest reads as stale."""
+  return _digest({key: value for key, value in manifest.items() if key != "digest"})
+
+
+def _manifest_problem(manifest: Mapping[str, Any], identity, feature_size: int) -> str | None:
+  """Why a manifest cannot be trusted for `identity`, or None."""
+  if manifest.get("digest") != _manifest_digest(manifest):
+    return "its manifest was edited or is from an older version (its digest differs)"
+  if manifest.get("key") != identity["key"] or len(manifest.get("shards", [])) != len(
+      identity["files"]):
+    return "its manifest is for other shards or settings"
+  if manifest.get("feature_size") != feature_size:
+    return (f"its manifest says {manifest.get('feature_size')!r} features a video, the reader "
+            f"{feature_size}")
+  max_labels = manifest.get("max_labels")
+  if not isinstance(max_labels, int) or isinstance(max_labels, bool) or max_labels < 1:
+    return f"its manifest says max_labels={max_labels!r}"
+  return None
+
+
+def _open_directory(target: str, identity, feature_size: int) -> CachedShards | None:
   """The complete cache in `target` (not loaded), or None when absent or incomplete."""
   manifest_path = os.path.join(target, MANIFEST_FILE)
   if not tf.io.gfile.exists(manifest_path):
@@ -331,10 +372,8 @@ def _open_directory(target: str, identity) -> CachedShards | None:
   except artifacts.ArtifactError as error:
     logging.warning("ignoring the feature cache %s: %s", target, error)
     return None
-  shards = manifest.get("shards", [])
-  problem = None
-  if manifest.get("key") != identity["key"] or len(shards) != len(identity["files"]):
-    problem = "its manifest is for other shards or settings"
+  problem = _manifest_problem(manifest, identity, feature_size)
+  shards = manifest.get("shards", []) if problem is None else []
   for shard in shards:
     path = os.path.join(target, shard["file"])
     if problem is None and (not tf.io.gfile.exists(path) or
@@ -395,37 +434,64 @@ def _build_directory(location: str, identity, chunks: Iterable[Chunk],
   target = os.path.join(location, identity["key"])
   building = os.path.join(location, f"{_BUILDING_PREFIX}{identity['key']}-"
                           f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-  tf.io.gfile.makedirs(building)
   try:
+    tf.io.gfile.makedirs(building)
     writers = _write_shards(chunks, len(identity["files"]), building)
     shards = [{"file": os.path.basename(writer.path), "records": writer.num_records,
                "bytes": int(tf.io.gfile.stat(writer.path).length)} for writer in writers]
-    artifacts.write_json(os.path.join(building, MANIFEST_FILE), {
+    manifest = {
         "key": identity["key"], "lineage": identity["lineage"],
         "settings": identity["settings"], "sources": identity["files"],
         "feature_size": feature_size,
         "max_labels": max([1] + [writer.max_labels for writer in writers]),
-        "shards": shards})
+        "shards": shards}
+    manifest["digest"] = _manifest_digest(manifest)
+    artifacts.write_json(os.path.join(building, MANIFEST_FILE), manifest)
     try:
       tf.io.gfile.rename(building, target)
     except (tf.errors.OpError, OSError):
-      if _open_directory(target, identity) is None:
+      if _open_directory(target, identity, feature_size) is None:
         raise
       logging.info("another process completed %s first; using it", target)
+  except (tf.errors.OpError, OSError, artifacts.ArtifactError) as error:
+    if not _is_disk_full(error):
+      raise
+    written = _bytes_under(building)
+    raise artifacts.ArtifactError(
+        f"{location}: no space left on the device for the feature cache "
+        f"({written / 2**20:.1f} MB of it had been written; all of it is deleted, nothing "
+        "half-written is kept). Free some space, or choose another --cache (a directory "
+        "on a larger disk, or 'memory')") from None
   finally:
     if tf.io.gfile.exists(building):
       tf.io.gfile.rmtree(building)
   _remove_superseded(location, identity)
   logging.info("feature cache complete: %s (%d videos)", target,
                sum(shard["records"] for shard in shards))
-  return _open_directory(target, identity)
+  return _open_directory(target, identity, feature_size)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  """Whether `error` is ENOSPC, as TF, Python or `artifacts` (the manifest) report it."""
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return True
+  return "No space left on device" in str(error) or "no space left on the device" in str(error)
+
+
+def _bytes_under(directory: str) -> int:
+  """The bytes of the files in `directory` (0 when it is gone)."""
+  if not tf.io.gfile.exists(directory):
+    return 0
+  return sum(tf.io.gfile.stat(os.path.join(directory, name)).length
+             for name in tf.io.gfile.listdir(directory)
+             if not tf.io.gfile.isdir(os.path.join(directory, name)))
 
 
 def _complete_directory(location: str, identity, chunks: Callable[[], Iterable[Chunk]],
                         feature_size: int) -> CachedShards:
   """The complete directory cache of `identity`, built first when there is none."""
   target = os.path.join(location, identity["key"])
-  cached = _open_directory(target, identity)
+  cached = _open_directory(target, identity, feature_size)
   if cached is None:
     if tf.io.gfile.exists(target):
       tf.io.gfile.rmtree(target)  # incomplete or damaged: never read
@@ -474,7 +540,9 @@ def open_or_build(location: str, files: list[str], settings: Mapping[str, Any],
     return cached
   try:
     loaded = _load(cached)
-  except tf.errors.OpError as error:  # a damaged file (its checksums): decode afresh
+  # A damaged file (its checksums), or files that do not hold what the manifest says
+  # (their shapes): decode afresh.
+  except (tf.errors.OpError, ValueError, IndexError) as error:
     logging.warning("the feature cache %s is damaged (%s); rebuilding it", target,
                     str(error).strip().splitlines()[0][:200])
     tf.io.gfile.rmtree(target)

@@ -16,6 +16,9 @@ Why it is shaped this way:
   every video-level model runs on either kind of shard.
 - With `cache`, the shards are decoded once and later datasets read the decoded
   records (`feature_cache`), through the same shuffles.
+- Before a shard is read its record lengths are walked once (`scan.check_shard_ends`):
+  TensorFlow reads a shard cut inside a record header as a clean end of file, and
+  would silently lose the videos after the cut.
 
 Example:
   config = ReaderConfig(data_pattern="/data/yt8m/train*.tfrecord", training=True)
@@ -123,15 +126,22 @@ def open_cache(config: ReaderConfig, files: list[str] | None = None
   """The feature cache of `config` (`config.cache`), decoding the shards when needed.
 
   Raises:
-    DataError: a record cannot be used (names file, record and video id).
+    DataError: a record cannot be used (names file, record and video id), or a shard
+      is cut short (`scan.check_shard_ends`).
+    artifacts.ArtifactError: the cache directory's disk is full (names it).
   """
   files = resolve_files(config.data_pattern) if files is None else files
+
+  def decoded():
+    scan.check_shard_ends(config, files)
+    return _decoded_chunks(config, files).as_numpy_iterator()
+
   try:
-    return feature_cache.open_or_build(
-        config.cache, files, _cache_settings(config),
-        lambda: _decoded_chunks(config, files).as_numpy_iterator(), config.feature_size)
+    return feature_cache.open_or_build(config.cache, files, _cache_settings(config), decoded,
+                                       config.feature_size)
   except READ_ERRORS as error:
-    raise explain_error(error, config) from None
+    # The cache holds the video ids: the scan that locates the record checks them too.
+    raise explain_error(error, dataclasses.replace(config, include_ids=True)) from None
 
 
 def _sources(config: ReaderConfig, files: list[str]):
@@ -141,6 +151,7 @@ def _sources(config: ReaderConfig, files: list[str]):
   order, so the same interleave and shuffles give the same order of videos.
   """
   if config.cache is None:
+    scan.check_shard_ends(config, files)
     if config.skip_corrupt:
       return files, lambda path: _records_of_file(path, True), None, True
     return files, tf.data.TFRecordDataset, _fast_parser(config), True
@@ -175,7 +186,9 @@ def build_dataset(config: ReaderConfig) -> tf.data.Dataset:
 
   Raises:
     FileNotFoundError: when the pattern matches no file.
-    DataError: building a feature cache met a bad record.
+    DataError: a shard is cut short (checked before any record is read: TensorFlow
+      reads a cut record header as a clean end of file), or building a feature cache
+      met a bad record.
     Errors raised while iterating are among `READ_ERRORS`; pass them through
     `explain_error` to get a `DataError` naming the file and record.
   """

@@ -6,6 +6,11 @@ width, with NaN values or an out-of-range label, or a file cut short) does not s
 which record failed. This module rereads the shards one at a time with the located
 decoder to name the culprit (used when such an error happens) and to count what
 `--skip_corrupt` drops (used once, before a run that skips).
+
+It also holds the one rule for shards cut inside a record header, which TensorFlow
+reads as a clean end of file (`files.cut_record_headers`): `check_shard_ends` refuses
+them before a read, or under `skip_corrupt` warns once per shard and process, and
+`scan_shards` counts each as one unusable record.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from yt8m_sdnn.data import decoding
-from yt8m_sdnn.data.config import READ_ERRORS, ReaderConfig
+from yt8m_sdnn.data import decoding, files
+from yt8m_sdnn.data.config import READ_ERRORS, DataError, ReaderConfig
 from yt8m_sdnn.data.files import resolve_files
 
 _SCAN_BATCH = 256
@@ -34,6 +39,35 @@ class ScanReport:
   num_records: int = 0
   num_bad: int = 0
   problems: list[str] = dataclasses.field(default_factory=list)
+
+
+# Cut shards named once per process under skip_corrupt (a warning, or a scan's report).
+_ANNOUNCED: set[files.CutHeader] = set()
+
+
+def check_shard_ends(config: ReaderConfig, paths: list[str]) -> None:
+  """Refuses shards cut inside a record header; with `skip_corrupt` warns about them.
+
+  One walk of each file's record lengths (`files.cut_record_headers`), before the
+  read. Under `skip_corrupt` the whole records before the cut are read (TensorFlow
+  stops there), and the cut record counts as one skipped record.
+
+  Raises:
+    DataError: naming the first such shard and the byte where it was cut.
+  """
+  cuts = files.cut_record_headers(paths)
+  if not cuts:
+    return
+  if not config.skip_corrupt:
+    more = f" (and {len(cuts) - 1} more shards cut short)" if len(cuts) > 1 else ""
+    raise DataError(cuts[0].message() + more + "; pass --skip_corrupt to read the whole "
+                    "records before the cut")
+  new = [cut for cut in cuts if cut not in _ANNOUNCED]
+  _ANNOUNCED.update(new)
+  if new:
+    logging.warning("--skip_corrupt: %d shard(s) cut inside a record header, read up to "
+                    "the cut (the cut record skipped):%s", len(new),
+                    "".join(f"\n  {cut.message()}" for cut in new[:20]))
 
 
 def _single_file_config(config: ReaderConfig, path: str, batch_size: int):
@@ -94,6 +128,10 @@ def _scan_file(config: ReaderConfig, path: str, report: ScanReport,
     try:
       records = next(iterator)
     except StopIteration:
+      for cut in files.cut_record_headers([path]):  # read by TF as a clean end
+        _ANNOUNCED.add(cut)  # the report names it
+        report.num_bad += 1
+        report.problems.append(cut.message())
       return
     except READ_ERRORS as error:
       # Rare path: read the rest of the file record by record to find where it breaks.

@@ -10,6 +10,7 @@ cross-entropy's focusing and class-balanced video weights, for the subclass netw
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Sequence
 
 import keras
@@ -51,6 +52,16 @@ LOSSES = {
 LOSS_NAMES = tuple(LOSSES)
 
 
+# The range [low, high) of each hyperparameter of `LossConfig` (high None: unbounded).
+_RANGES = {
+    "focal_gamma": (0.0, None),         # γ ≥ 0: γ < 0 weighs easy examples up
+    "asl_gamma_positive": (0.0, None),
+    "asl_gamma_negative": (0.0, None),
+    "asl_clip": (0.0, 1.0),              # a probability shift
+    "class_balance_beta": (0.0, 1.0),    # 1 - β^n > 0 needs β < 1
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
   """Which loss, with its hyperparameters.
@@ -66,6 +77,10 @@ class LossConfig:
     asl_gamma_negative: γ- of ASL.
     asl_clip: m, ASL's probability shift of negatives.
     class_balance_beta: β of the effective number of samples.
+
+  Raises:
+    ValueError: an unknown name, or a hyperparameter out of its range (γs ≥ 0,
+      clip and β in [0, 1)), naming its flag.
   """
   name: str = "cross_entropy"
   focal_gamma: float = 2.0
@@ -77,6 +92,14 @@ class LossConfig:
   def __post_init__(self):
     if self.name not in LOSS_NAMES:
       raise ValueError(f"Expected one of {list(LOSS_NAMES)}. Received: loss={self.name!r}")
+    # Every hyperparameter, whichever loss is named: a value no loss could use is a
+    # mistake even where it goes unused. The flags carry the same names.
+    for name, (low, high) in _RANGES.items():
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+          math.isfinite(value) and low <= value and (high is None or value < high)):
+        expected = f"{name} >= {low:g}" if high is None else f"{low:g} <= {name} < {high:g}"
+        raise ValueError(f"Expected {expected}. Received: --{name}={value!r}")
 
   @property
   def needs_class_counts(self) -> bool:
