@@ -34,7 +34,7 @@ def define_data_flags() -> None:
   flags.DEFINE_bool("frame_level", False,
                     "Read frame-level SequenceExample shards and mean-pool the frames.")
   flags.DEFINE_string("id_key", "id", "Video id key: id (2018 release) or video_id (2017).")
-  flags.DEFINE_integer("batch_size", 512, "Videos per batch.")
+  flags.DEFINE_integer("batch_size", 512, "Videos per batch.", lower_bound=1)
   flags.DEFINE_bool("skip_corrupt", False,
                     "Skip unusable records (counted and logged) instead of stopping.")
   flags.DEFINE_bool("deterministic", False, "Reproducible element order in tf.data.")
@@ -421,9 +421,6 @@ def reader_config_for_model(model_config: dict, data_pattern: str,
 def replace(config, **changes):
   """`dataclasses.replace`, re-exported so binaries need one import."""
   return dataclasses.replace(config, **changes)
-
-
-# Errors a user can fix: printed as one line, without a stack trace.
 
 
 def define_scoring_flags(top_k_help: str, deterministic_default: bool = False,

@@ -26,7 +26,7 @@ flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or c
 flags.DEFINE_string("eval_data", None, "Optional: evaluate on these shards after training.")
 flags.DEFINE_string("train_dir", None, "Receives the model, logs and checkpoints.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch.")
-flags.DEFINE_integer("top_k", 20, "k of GAP@k for --val_data and --eval_data.")
+flags.DEFINE_integer("top_k", 20, "k of GAP@k for --val_data and --eval_data.", lower_bound=1)
 flags.DEFINE_string("subclass_plan", None,
                     "A plan from yt8m-partition: train the subclass model (eq. 11) on the "
                     "split and augmented classes; the saved model returns class scores.")
