@@ -8,12 +8,14 @@ Example:
       --output=/tmp/plan.npz
 """
 
+import dataclasses
 import os
 
 from absl import flags, logging
 
 from yt8m_sdnn.cli import flag_sets, runner
 from yt8m_sdnn import artifacts, distribute, locking
+from yt8m_sdnn.data import files
 from yt8m_sdnn.neglection import selection
 from yt8m_sdnn.subclass import partition, plan
 
@@ -33,6 +35,11 @@ flags.mark_flags_as_required(["train_data", "neglection", "output"])
 
 def main(argv):
   del argv
+  # Refused before the passes, not by the plan once they are done.
+  plan.check_extrapolation(FLAGS.extrapolation)
+  if FLAGS.num_subclasses != 2:
+    raise ValueError(f"--num_subclasses: Algorithm 1 splits a class in two. Received: "
+                     f"--num_subclasses={FLAGS.num_subclasses}")
   flag_sets.check_data_flags("train_data")
   reader_config = flag_sets.reader_config(FLAGS.train_data, cached=True)
   selected = selection.read_selected(FLAGS.neglection, reader_config.num_classes)
@@ -40,15 +47,16 @@ def main(argv):
     partition.partition_shards(reader_config, selected, extrapolation=FLAGS.extrapolation,
                                num_subclasses=FLAGS.num_subclasses)
     return
+  artifacts.check_output_file(FLAGS.output, "--output")
   output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
-  if os.path.isdir(FLAGS.output):
-    raise artifacts.ArtifactError(f"--output={FLAGS.output}: is a directory; name the .npz "
-                                  "file to write")
   with locking.exclusive(output_dir, "yt8m-partition run",
                          lock_name=f".{os.path.basename(FLAGS.output)}.lock"):
     result = partition.partition_shards(reader_config, selected,
                                         extrapolation=FLAGS.extrapolation,
                                         num_subclasses=FLAGS.num_subclasses)
+    # The plan says which features, of which sizes, and which files it was made from.
+    result = dataclasses.replace(result, feature_sizes=reader_config.feature_sizes,
+                                 train_data=files.resolve_files(reader_config.data_pattern))
     plan.save_plan(FLAGS.output, result)
   logging.info("wrote %s: %d classes split", FLAGS.output, result.selected.size)
 

@@ -1,12 +1,19 @@
 """Runs the whole SDNN method and writes WORK_DIR/comparison.json.
 
-Stages (each skipped when its output exists, unless --overwrite): LR and --model
+Stages (each reused when its output exists, unless --overwrite): LR and --model
 baselines, θ over the first part of an epoch (or --neglection_steps), selection of
 the most neglected classes, Algorithm 1's partition pass (the plan), the subclass
 version of --model on the online transform, the baseline given the SDNN row's number
 of steps, evaluation of every row on --eval_data. With --val_data every row is
 early-stopped on those shards and keeps its best epoch. --neglection_score picks the
 score that selects the classes (default the paper's θ).
+
+A stage is reused only when it was made with this command's settings (θ: training
+data, model, score, window, τ, initial model, seed, selection size; the plan: its
+classes, features, λ, method, training data; a row: model, loss, merge rule and the
+plan it trained on). One made with others is refused before any stage runs, in one
+line naming each differing setting; delete its folder, or pass --overwrite (every
+stage is made again).
 
 Example:
   yt8m-sdnn --train_data=/data/yt8m/train --eval_data=/data/yt8m/validate \
@@ -21,7 +28,11 @@ Example:
       baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,sdnn:asymmetric
 """
 
-from absl import flags
+import atexit
+import os
+import sys
+
+from absl import flags, logging
 
 from yt8m_sdnn.cli import flag_sets, runner
 from yt8m_sdnn.experiments import pipeline
@@ -35,7 +46,9 @@ flags.DEFINE_string("work_dir", None, "Receives every stage and comparison.json.
 flags.DEFINE_list("stages", list(pipeline.DEFAULT_STAGES),
                   f"Model rows, among {list(pipeline.ROW_STAGES)}; ROW:LOSS gives a row its "
                   "own loss (e.g. baseline_equal_steps:asymmetric, sdnn:focal).")
-flags.DEFINE_bool("overwrite", False, "Rerun stages whose outputs exist.")
+flags.DEFINE_bool("overwrite", False,
+                  "Make every stage again, those whose outputs exist too (a stage made "
+                  "with other settings is refused without it).")
 flags.DEFINE_bool("neglection_from_baseline", False,
                   "Measure the tracked --neglection_score over --neglection_steps continuing "
                   "from the trained baseline row (θ measured late, after convergence with "
@@ -71,8 +84,57 @@ def main(argv):
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
       extrapolation=FLAGS.extrapolation, neglection_score=FLAGS.neglection_score,
       neglection_from_baseline=FLAGS.neglection_from_baseline)
-  comparison = pipeline.run(config)
+  _quiet_h5py_disk_full_closes()
+  try:
+    comparison = pipeline.run(config)
+  except runner.USER_ERRORS:
+    # A full disk under a backup or checkpoint (Keras writes them with HDF5) leaves
+    # HDF5 holding ids it could not close, and its exit handler crashes on them: the
+    # one-line error was followed by a segfault (exit 139). The runner prints the line
+    # and exits with 1; this ends the process then, before the C libraries' exit
+    # handlers run. Nothing is left to write: every artifact is written atomically.
+    atexit.register(_exit_now, 1)
+    raise
   print(pipeline.format_table(comparison, FLAGS.top_k))
+
+
+def _exit_now(status: int) -> None:
+  """Ends the process with `status` once the output is flushed, skipping exit handlers."""
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)  # pylint: disable=protected-access
+
+
+def _is_h5py_disk_full_close(error: BaseException | None, traceback) -> bool:
+  """Whether `error` is h5py failing to close an object on a full disk."""
+  text = str(error)
+  frames = []
+  while traceback is not None:
+    frames.append(traceback.tb_frame.f_code.co_filename)
+    traceback = traceback.tb_next
+  return (isinstance(error, (OSError, RuntimeError)) and any("h5py" in f for f in frames)
+          and ("No space left on device" in text or "errno = 28" in text))
+
+
+def _quiet_h5py_disk_full_closes() -> None:
+  """Drops h5py's reports of the objects it fails to close on a full disk.
+
+  h5py prints each one as an ignored exception with its traceback (through
+  `sys.excepthook`, then `sys.unraisablehook`); the run's own error already says the
+  disk is full, in one line. Every other report goes to the hook as before.
+  """
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def quiet_excepthook(error_type, error, traceback):
+    if not _is_h5py_disk_full_close(error, traceback):
+      excepthook(error_type, error, traceback)
+
+  def quiet_unraisablehook(unraisable):
+    if not _is_h5py_disk_full_close(unraisable.exc_value, unraisable.exc_traceback):
+      unraisablehook(unraisable)
+
+  sys.excepthook, sys.unraisablehook = quiet_excepthook, quiet_unraisablehook
 
 
 def run():

@@ -2,11 +2,17 @@
 
 The partition runs once (a few streaming passes over the training set); training
 then relabels and augments every batch online from this small file. A plan holds the
-data it fits (number of classes, feature width and names), the selected classes
-(most neglected first), the global mean m and, per selected class, how to assign an
-observation to a subclass (Algorithm 1's distance threshold, or the k-means
-centroids), the anchors x̌_{i,j} of eq. (12), the subclass sizes and λ. The output
-layout (`SubclassLayout`) follows from the selected classes.
+data it fits (number of classes, feature width, names and, since they were
+recorded, each feature's size and the training files it was computed on), the
+selected classes (most neglected first), the global mean m and, per selected class,
+how to assign an observation to a subclass (Algorithm 1's distance threshold, or the
+k-means centroids), the anchors x̌_{i,j} of eq. (12), the subclass sizes and λ. The
+output layout (`SubclassLayout`) follows from the selected classes.
+
+Plans written before `feature_sizes` and `train_data` were recorded still load: the
+two are None there, which every check reads as unknown and accepts (the total
+`feature_size` and the feature names are still checked). `plan_id` names a plan by its
+content, so a run that trained on a plan can say which one.
 
 The file is numpy arrays plus one JSON metadata string stored as a 0-d unicode array,
 written atomically through `artifacts.write_npz` and read with `allow_pickle=False`.
@@ -15,7 +21,9 @@ written atomically through `artifacts.write_npz` and read with `allow_pickle=Fal
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +44,20 @@ _COMMON_ARRAYS = ("selected", "mean", "anchors", "subclass_counts")
 _METHOD_ARRAYS = {ALGORITHM1: "thresholds", KMEANS: "centroids"}
 _METADATA_KEYS = ("num_classes", "feature_size", "feature_names", "method",
                   "num_subclasses", "extrapolation", "layout")
+# Recorded since a later version of format 2; absent (None) in older plans.
+_OPTIONAL_METADATA_KEYS = ("feature_sizes", "train_data")
+
+
+def check_extrapolation(extrapolation: float) -> float:
+  """λ of eq. (12) when it lies in [0, 1] (NaN fails too), else ValueError naming it.
+
+  Called by the binaries before the partition's passes, and by every plan.
+  """
+  if not (isinstance(extrapolation, (int, float)) and math.isfinite(extrapolation)
+          and 0.0 <= extrapolation <= 1.0):
+    raise ValueError(f"extrapolation (λ of eq. (12)) must be in [0, 1]. Received: "
+                     f"extrapolation={extrapolation!r}")
+  return float(extrapolation)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -60,6 +82,10 @@ class SubclassPlan:
       of its nearest centroid.
     method: "algorithm1" or "kmeans".
     extrapolation: λ ∈ [0, 1] of eq. (12).
+    feature_sizes: the width of each of `feature_names`, summing to `feature_size`;
+      None for a plan written before they were recorded (unknown).
+    train_data: the training files the plan was computed on (sorted, as
+      `data.files.resolve_files` names them); None when unknown.
 
   Raises:
     ValueError: naming the field, when the arrays disagree with each other.
@@ -79,6 +105,8 @@ class SubclassPlan:
   centroids: np.ndarray | None = None
   method: str = ALGORITHM1
   extrapolation: float = DEFAULT_EXTRAPOLATION
+  feature_sizes: tuple[int, ...] | None = None
+  train_data: tuple[str, ...] | None = None
 
   def __post_init__(self):
     convert = {"selected": np.int64, "mean": np.float64, "anchors": np.float32,
@@ -91,15 +119,22 @@ class SubclassPlan:
     object.__setattr__(self, "num_classes", int(self.num_classes))
     object.__setattr__(self, "feature_size", int(self.feature_size))
     object.__setattr__(self, "extrapolation", float(self.extrapolation))
+    if self.feature_sizes is not None:
+      object.__setattr__(self, "feature_sizes", tuple(int(n) for n in self.feature_sizes))
+    if self.train_data is not None:
+      object.__setattr__(self, "train_data", tuple(str(f) for f in self.train_data))
     self._validate()
 
   def _validate(self) -> None:
     if self.method not in METHODS:
       raise ValueError(f"Expected method to be one of {list(METHODS)}. Received: "
                        f"method={self.method!r}")
-    if not 0.0 <= self.extrapolation <= 1.0:
-      raise ValueError(f"extrapolation (λ of eq. (12)) must be in [0, 1]. Received: "
-                       f"{self.extrapolation}")
+    check_extrapolation(self.extrapolation)
+    if self.feature_sizes is not None and (
+        len(self.feature_sizes) != len(self.feature_names)
+        or sum(self.feature_sizes) != self.feature_size):
+      raise ValueError(f"feature_sizes {list(self.feature_sizes)} do not fit the features "
+                       f"{list(self.feature_names)} of total width {self.feature_size}")
     if self.selected.ndim != 1:
       raise ValueError(f"'selected' must be 1-D, found shape {self.selected.shape}")
     if self.anchors.ndim != 3:
@@ -149,7 +184,8 @@ class SubclassPlan:
                           num_subclasses=self.num_subclasses)
 
   def check_fits(self, num_classes: int | None = None, feature_size: int | None = None,
-                 feature_names: Sequence[str] | None = None, source: str = "plan") -> None:
+                 feature_names: Sequence[str] | None = None, source: str = "plan",
+                 feature_sizes: Sequence[int] | None = None) -> None:
     """Checks that the plan was made for data of this shape.
 
     Args:
@@ -157,6 +193,8 @@ class SubclassPlan:
       feature_size: its feature width, None to skip.
       feature_names: its features in concatenation order, None to skip.
       source: what to name in the message (the plan's path).
+      feature_sizes: the width of each feature, None to skip (skipped too for a plan
+        that does not record them: unknown, accepted).
 
     Raises:
       artifacts.ArtifactError: "plan.npz: plan is for 3862 classes, the data has 4716
@@ -175,6 +213,32 @@ class SubclassPlan:
       raise artifacts.ArtifactError(
           f"{source}: plan is for features ({described}), the data has "
           f"({', '.join(feature_names)}) (--feature_names)")
+    if (feature_sizes is not None and self.feature_sizes is not None
+        and tuple(int(n) for n in feature_sizes) != self.feature_sizes):
+      raise artifacts.ArtifactError(
+          f"{source}: plan is for features ({described}) of sizes "
+          f"{list(self.feature_sizes)}, the data has sizes {[int(n) for n in feature_sizes]} "
+          "(--feature_sizes)")
+
+
+def plan_id(plan: SubclassPlan) -> str:
+  """A name for the plan's content: 16 hex digits of a SHA-256 over its arrays and settings.
+
+  Two plans with the same classes, arrays, λ, method and features have the same id,
+  whichever file or run holds them (the training files are provenance and left out), so
+  a row records the id of the plan it trained on and a reuse can tell another plan.
+  """
+  digest = hashlib.sha256()
+  settings = {"num_classes": plan.num_classes, "feature_size": plan.feature_size,
+              "feature_names": list(plan.feature_names), "method": plan.method,
+              "extrapolation": plan.extrapolation, "feature_sizes": (
+                  None if plan.feature_sizes is None else list(plan.feature_sizes))}
+  digest.update(json.dumps(settings, sort_keys=True).encode())
+  for name in _COMMON_ARRAYS + (_METHOD_ARRAYS[plan.method],):
+    value = np.ascontiguousarray(getattr(plan, name))
+    digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()[:16]
 
 
 def save_plan(path: str, plan: SubclassPlan) -> None:
@@ -188,6 +252,9 @@ def save_plan(path: str, plan: SubclassPlan) -> None:
               "feature_names": list(plan.feature_names), "method": plan.method,
               "num_subclasses": plan.num_subclasses, "extrapolation": plan.extrapolation,
               "layout": plan.layout.to_dict()}
+  for key in _OPTIONAL_METADATA_KEYS:
+    if getattr(plan, key) is not None:
+      metadata[key] = list(getattr(plan, key))
   names = _COMMON_ARRAYS + (_METHOD_ARRAYS[plan.method],)
   arrays = {name: getattr(plan, name) for name in names}
   arrays["metadata"] = np.array(json.dumps(metadata))
@@ -196,7 +263,8 @@ def save_plan(path: str, plan: SubclassPlan) -> None:
 
 def load_plan(path: str, expected_num_classes: int | None = None,
               expected_feature_size: int | None = None,
-              expected_feature_names: Sequence[str] | None = None) -> SubclassPlan:
+              expected_feature_names: Sequence[str] | None = None,
+              expected_feature_sizes: Sequence[int] | None = None) -> SubclassPlan:
   """Reads a plan, checks that it is whole and that it fits the data.
 
   Args:
@@ -204,6 +272,8 @@ def load_plan(path: str, expected_num_classes: int | None = None,
     expected_num_classes: classes of the data it will be used with (None: no check).
     expected_feature_size: feature width of that data (None: no check).
     expected_feature_names: its features in order (None: no check).
+    expected_feature_sizes: the width of each of them (None: no check; a plan that
+      does not record them is accepted).
 
   Returns:
     The plan.
@@ -214,7 +284,9 @@ def load_plan(path: str, expected_num_classes: int | None = None,
       shapes, or made for other data.
 
   Example:
-    plan = load_plan(FLAGS.plan, expected_num_classes=3862, expected_feature_size=1152)
+    plan = load_plan(FLAGS.plan, expected_num_classes=3862, expected_feature_size=1152,
+                     expected_feature_names=("mean_rgb", "mean_audio"),
+                     expected_feature_sizes=(1024, 128))
   """
   arrays = artifacts.read_npz(path, regenerate_hint=_HINT)
   metadata = _read_metadata(path, arrays)
@@ -233,6 +305,7 @@ def load_plan(path: str, expected_num_classes: int | None = None,
         num_classes=metadata["num_classes"], feature_size=metadata["feature_size"],
         feature_names=tuple(metadata["feature_names"]), method=metadata["method"],
         extrapolation=metadata["extrapolation"],
+        **{key: metadata.get(key) for key in _OPTIONAL_METADATA_KEYS},
         **{name: arrays[name] for name in required})
   except (ValueError, TypeError) as error:
     raise artifacts.ArtifactError(f"{path}: {error}. {_HINT}") from None
@@ -242,7 +315,7 @@ def load_plan(path: str, expected_num_classes: int | None = None,
         f"{path}: the metadata layout {metadata['layout']} disagrees with the arrays "
         f"({plan.selected.size} selected classes, {plan.num_subclasses} subclasses). {_HINT}")
   plan.check_fits(expected_num_classes, expected_feature_size, expected_feature_names,
-                  source=path)
+                  source=path, feature_sizes=expected_feature_sizes)
   return plan
 
 
