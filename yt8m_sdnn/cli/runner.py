@@ -82,17 +82,62 @@ def run(main) -> None:
 
   def guarded(argv):
     program = os.path.basename(sys.argv[0])
+    _quiet_h5py_disk_full_closes()
     try:
       with interrupts.handling():
         return _compute_scope(main, argv)
     except USER_ERRORS as error:
       print(f"{program}: error: {error}", file=sys.stderr)
-      sys.exit(1)
+      # A full disk under a backup or checkpoint (Keras writes them with HDF5) leaves
+      # HDF5 holding ids it could not close, and its exit handler crashes on them: the
+      # one-line error was followed by a segfault (exit 139). The process ends here,
+      # before the C libraries' exit handlers run; nothing is left to write (every
+      # artifact is written atomically).
+      _exit_now(1)
     except interrupts.Interrupted as interrupted:
       print(f"{program}: {interrupted}", file=sys.stderr)
       sys.exit(interrupted.exit_status)
 
   app.run(guarded)
+
+
+def _exit_now(status: int) -> None:
+  """Ends the process with `status` once the output is flushed, skipping exit handlers."""
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)  # pylint: disable=protected-access
+
+
+def _is_h5py_disk_full_close(error: BaseException | None, traceback) -> bool:
+  """Whether `error` is h5py failing to close an object on a full disk."""
+  text = str(error)
+  frames = []
+  while traceback is not None:
+    frames.append(traceback.tb_frame.f_code.co_filename)
+    traceback = traceback.tb_next
+  return (isinstance(error, (OSError, RuntimeError)) and any("h5py" in f for f in frames)
+          and ("No space left on device" in text or "errno = 28" in text))
+
+
+def _quiet_h5py_disk_full_closes() -> None:
+  """Drops h5py's reports of the objects it fails to close on a full disk.
+
+  h5py prints each one as an ignored exception with its traceback (through
+  `sys.excepthook`, then `sys.unraisablehook`); the run's own error already says the
+  disk is full, in one line. Every other report goes to the hook as before.
+  """
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def quiet_excepthook(error_type, error, traceback):
+    if not _is_h5py_disk_full_close(error, traceback):
+      excepthook(error_type, error, traceback)
+
+  def quiet_unraisablehook(unraisable):
+    if not _is_h5py_disk_full_close(unraisable.exc_value, unraisable.exc_traceback):
+      unraisablehook(unraisable)
+
+  sys.excepthook, sys.unraisablehook = quiet_excepthook, quiet_unraisablehook
 
 
 def _compute_scope(main, argv):

@@ -53,7 +53,8 @@ def main(argv):
                          lock_name=f".{os.path.basename(FLAGS.output)}.lock"):
     result = partition.partition_shards(reader_config, selected,
                                         extrapolation=FLAGS.extrapolation,
-                                        num_subclasses=FLAGS.num_subclasses)
+                                        num_subclasses=FLAGS.num_subclasses,
+                                        output=FLAGS.output)
     # The plan says which features, of which sizes, and which files it was made from.
     result = dataclasses.replace(result, feature_sizes=reader_config.feature_sizes,
                                  train_data=files.resolve_files(reader_config.data_pattern))

@@ -28,11 +28,7 @@ Example:
       baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,sdnn:asymmetric
 """
 
-import atexit
-import os
-import sys
-
-from absl import flags, logging
+from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
 from yt8m_sdnn.experiments import pipeline
@@ -84,57 +80,8 @@ def main(argv):
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
       extrapolation=FLAGS.extrapolation, neglection_score=FLAGS.neglection_score,
       neglection_from_baseline=FLAGS.neglection_from_baseline)
-  _quiet_h5py_disk_full_closes()
-  try:
-    comparison = pipeline.run(config)
-  except runner.USER_ERRORS:
-    # A full disk under a backup or checkpoint (Keras writes them with HDF5) leaves
-    # HDF5 holding ids it could not close, and its exit handler crashes on them: the
-    # one-line error was followed by a segfault (exit 139). The runner prints the line
-    # and exits with 1; this ends the process then, before the C libraries' exit
-    # handlers run. Nothing is left to write: every artifact is written atomically.
-    atexit.register(_exit_now, 1)
-    raise
+  comparison = pipeline.run(config)
   print(pipeline.format_table(comparison, FLAGS.top_k))
-
-
-def _exit_now(status: int) -> None:
-  """Ends the process with `status` once the output is flushed, skipping exit handlers."""
-  logging.flush()
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os._exit(status)  # pylint: disable=protected-access
-
-
-def _is_h5py_disk_full_close(error: BaseException | None, traceback) -> bool:
-  """Whether `error` is h5py failing to close an object on a full disk."""
-  text = str(error)
-  frames = []
-  while traceback is not None:
-    frames.append(traceback.tb_frame.f_code.co_filename)
-    traceback = traceback.tb_next
-  return (isinstance(error, (OSError, RuntimeError)) and any("h5py" in f for f in frames)
-          and ("No space left on device" in text or "errno = 28" in text))
-
-
-def _quiet_h5py_disk_full_closes() -> None:
-  """Drops h5py's reports of the objects it fails to close on a full disk.
-
-  h5py prints each one as an ignored exception with its traceback (through
-  `sys.excepthook`, then `sys.unraisablehook`); the run's own error already says the
-  disk is full, in one line. Every other report goes to the hook as before.
-  """
-  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
-
-  def quiet_excepthook(error_type, error, traceback):
-    if not _is_h5py_disk_full_close(error, traceback):
-      excepthook(error_type, error, traceback)
-
-  def quiet_unraisablehook(unraisable):
-    if not _is_h5py_disk_full_close(unraisable.exc_value, unraisable.exc_traceback):
-      unraisablehook(unraisable)
-
-  sys.excepthook, sys.unraisablehook = quiet_excepthook, quiet_unraisablehook
 
 
 def run():
