@@ -186,7 +186,9 @@ class StepSummaries(keras.callbacks.Callback):
     with self._writer.as_default(step=self._step):
       if logs and "loss" in logs:
         tf.summary.scalar("batch_loss", float(logs["loss"]))
-      tf.summary.scalar("batch_learning_rate", float(self.model.optimizer.learning_rate))
+      # A MirroredVariable under tf.distribute: read through a tensor, not float().
+      learning_rate = tf.convert_to_tensor(self.model.optimizer.learning_rate)
+      tf.summary.scalar("batch_learning_rate", float(learning_rate.numpy()))
       if self._examples is not None:
         seconds = max(time.perf_counter() - self._time, 1e-9)
         tf.summary.scalar("batch_examples_per_second",
