@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -29,6 +30,23 @@ def real_data_dir() -> pathlib.Path:
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_scripts(paths, *args: str, env=None, timeout: float = 300) -> dict[str, dict]:
+  """Runs the entry scripts `paths` with `args` in one process (`tests/run_scripts.py`).
+
+  Returns: str(path) -> {"stdout", "stderr", "exit"}, plus "" -> the process' own
+  stderr (TensorFlow's C++ lines land there, not in a script's).
+  """
+  paths = [str(path) for path in paths]
+  result = subprocess.run(
+      [sys.executable, str(ROOT / "tests" / "run_scripts.py"), json.dumps(list(args)), *paths],
+      capture_output=True, text=True, cwd="/", timeout=timeout, check=False,
+      env=env if env is not None else binary_env())
+  assert result.returncode == 0, result.stderr[-3000:]
+  outputs = json.loads(result.stdout.strip().splitlines()[-1])
+  outputs[""] = {"stderr": result.stderr}
+  return outputs
 
 
 def binary_env(**overrides: str) -> dict[str, str]:

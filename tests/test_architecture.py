@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from conftest import run_scripts
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # (layer, module prefixes), lowest first. A prefix names a module or a package.
@@ -146,21 +148,27 @@ def test_no_binary_shadows_the_package():
   assert not names & {"yt8m_sdnn", "tensorflow", "keras", "numpy", "absl"}
 
 
+@pytest.fixture(scope="module")
+def help_of_the_files():
+  """`python bin/X.py --help` for every binary, run as files, in one process."""
+  return run_scripts(BINARIES, "--help", env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                                  TF_CPP_MIN_LOG_LEVEL="3"))
+
+
 @pytest.mark.parametrize("binary", BINARIES, ids=lambda p: p.name)
-def test_binary_runs_as_a_file(binary, tmp_path):
+def test_binary_runs_as_a_file(binary, help_of_the_files):
   """`python bin/X.py --help` from a checkout, as the YT8M starter's train.py is run."""
-  env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run([sys.executable, str(binary), "--help"], capture_output=True,
-                          text=True, cwd=tmp_path, env=env, timeout=300)
+  result = help_of_the_files[str(binary)]
   # absl ends --help with exit status 1 (its HelpFlag), as the starter's binaries did.
-  assert result.returncode in (0, 1), result.stderr[-2000:]
-  assert "Traceback" not in result.stderr, result.stderr[-2000:]
-  assert f"{binary.stem}.py:" in result.stdout or "flags:" in result.stdout, result.stdout[:500]
-  assert "--" in result.stdout
+  assert result["exit"] in (0, 1), result["stderr"][-2000:]
+  assert "Traceback" not in result["stderr"], result["stderr"][-2000:]
+  assert f"{binary.stem}.py:" in result["stdout"] and "flags:" in result["stdout"], (
+      result["stdout"][:500])
+  assert "--" in result["stdout"]
   if binary.stem in ("yt8m_train", "yt8m_pipeline"):  # --help shows the shared flag sets too
     for flag in ("--feature_names", "--num_classes", "--batch_size", "--loss", "--strategy",
                  "--log_every", "--learning_rate", "--val_data"):
-      assert f"  {flag}:" in result.stdout, flag
+      assert f"  {flag}:" in result["stdout"], flag
 
 
 # Where the registered Keras objects lived before the losses became a package.

@@ -4,14 +4,13 @@ binary's own flags, and the install puts no top-level `bin` package in site-pack
 from __future__ import annotations
 
 import ast
-import concurrent.futures
 import configparser
-import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
+
+from conftest import binary_env, run_scripts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = pathlib.Path(sys.executable).parent
@@ -24,23 +23,19 @@ def _console_scripts() -> dict[str, str]:
   return dict((part.strip() for part in line.split("=")) for line in lines)
 
 
-def _help(script: str) -> subprocess.CompletedProcess:
-  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  return subprocess.run([str(SCRIPTS_DIR / script), "--help"], capture_output=True,
-                        text=True, cwd="/", env=env, timeout=300, check=False)
-
-
 def test_every_console_script_help_lists_its_own_flags():
   scripts = _console_scripts()
   missing = [s for s in scripts if not (SCRIPTS_DIR / s).exists()]
   if missing:
     pytest.skip(f"not installed beside {sys.executable}: {missing} (run `make venv`)")
-  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-    results = dict(zip(scripts, pool.map(_help, scripts)))
+  # The installed scripts themselves, all in one process (tests/run_scripts.py).
+  env = {k: v for k, v in binary_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  outputs = run_scripts([SCRIPTS_DIR / s for s in scripts], "--help", env=env)
+  results = {script: outputs[str(SCRIPTS_DIR / script)] for script in scripts}
   for script, result in results.items():
-    assert "Traceback" not in result.stderr, (script, result.stderr[-2000:])
-    assert result.returncode in (0, 1), (script, result.stderr[-2000:])  # absl's --help: 1
-    out = result.stdout
+    assert "Traceback" not in result["stderr"], (script, result["stderr"][-2000:])
+    assert result["exit"] in (0, 1), (script, result)  # absl's --help exits 1
+    out = result["stdout"]
     # The binary's description, then its own flags (not absl's or TensorFlow's).
     source = ROOT / (scripts[script].split(":")[0].replace(".", "/") + ".py")
     doc = ast.get_docstring(ast.parse(source.read_text())).splitlines()[0]
@@ -49,10 +44,10 @@ def test_every_console_script_help_lists_its_own_flags():
     flag_lines = [line for line in out.splitlines() if line.startswith("  --")]
     assert len(flag_lines) >= 2, (script, out[:1000])
     assert "--helpfull" not in "".join(flag_lines) and "--logtostderr" not in out, script
-    # TensorFlow's C++ start-up lines stay hidden for the binaries.
-    for start_up in ("oneDNN", "cuInit"):
-      assert start_up not in result.stderr, (script, result.stderr[:1000])
-  train = results["yt8m-train"].stdout
+  # TensorFlow's C++ start-up lines stay hidden for the binaries.
+  for start_up in ("oneDNN", "cuInit"):
+    assert start_up not in outputs[""]["stderr"], outputs[""]["stderr"][:1000]
+  train = results["yt8m-train"]["stdout"]
   for flag in ("--train_data", "--train_dir", "--val_data", "--learning_rate", "--loss",
                "--subclass_plan", "--feature_names", "--strategy"):
     assert f"  {flag}:" in train, flag

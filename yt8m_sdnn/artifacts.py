@@ -124,7 +124,7 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
     written = _gfile.stat(temporary).length if _gfile.exists(temporary) else 0
     if _gfile.exists(temporary):
       _gfile.remove(temporary)
-    if _is_disk_full(error):
+    if is_disk_full(error) and not isinstance(error, ArtifactError):
       free = shutil.disk_usage(directory).free if is_local(directory) else None
       raise ArtifactError(
           f"{path}: no space left on the device: {written / 2**20:.1f} MB had been written "
@@ -134,11 +134,14 @@ def atomic_write_path(path: str, suffix: str = "") -> Iterator[str]:
     raise
 
 
-def _is_disk_full(error: BaseException) -> bool:
-  """ENOSPC, as Python, TensorFlow's file system or h5py report it."""
+def is_disk_full(error: BaseException) -> bool:
+  """ENOSPC, as Python, TensorFlow's file system or h5py report it, or this module's
+  own one-line error for it (`atomic_write_path`)."""
   if isinstance(error, OSError) and error.errno == errno.ENOSPC:
     return True
   text = str(error)
+  if isinstance(error, ArtifactError) and "no space left on the device" in text:
+    return True
   return isinstance(error, _FILE_SYSTEM_ERRORS + (RuntimeError,)) and (
       "No space left on device" in text or "errno = 28" in text)
 

@@ -38,7 +38,6 @@ the temporary directory's assets) are held back while it writes; its warnings pa
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import tempfile
@@ -136,12 +135,6 @@ def _without_tensorflow_info() -> Iterator[None]:
     absl_logging.set_verbosity(verbosity)
 
 
-def _is_disk_full(error: BaseException) -> bool:
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    return True
-  return "No space left on device" in str(error) or "errno = 28" in str(error)
-
-
 def _size_of(directory: str) -> int:
   """Bytes of every file under `directory`."""
   return sum(tf.io.gfile.stat(os.path.join(root, name)).length
@@ -188,7 +181,7 @@ def export_saved_model(train_dir: str, output: str, overwrite: bool = False) -> 
     written = _size_of(temporary) if tf.io.gfile.exists(temporary) else 0
     if tf.io.gfile.exists(temporary):
       tf.io.gfile.rmtree(temporary)
-    if _is_disk_full(error):
+    if artifacts.is_disk_full(error):
       raise artifacts.ArtifactError(
           f"{output}: no space left on the device for the SavedModel ({written / 2**20:.1f} "
           "MB of it had been written, all deleted: nothing is left half-written). Free "

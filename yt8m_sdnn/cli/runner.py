@@ -88,12 +88,14 @@ def run(main) -> None:
         return _compute_scope(main, argv)
     except USER_ERRORS as error:
       print(f"{program}: error: {error}", file=sys.stderr)
-      # A full disk under a backup or checkpoint (Keras writes them with HDF5) leaves
-      # HDF5 holding ids it could not close, and its exit handler crashes on them: the
-      # one-line error was followed by a segfault (exit 139). The process ends here,
-      # before the C libraries' exit handlers run; nothing is left to write (every
-      # artifact is written atomically).
-      _exit_now(1)
+      if artifacts.is_disk_full(error):
+        # A full disk under a backup or checkpoint (Keras writes them with HDF5) leaves
+        # HDF5 holding ids it could not close, and its exit handler crashes on them:
+        # the one-line error was followed by a segfault (exit 139). The process ends
+        # here, before the C libraries' exit handlers run; nothing is left to write
+        # (every artifact is written atomically).
+        _exit_now(1)
+      sys.exit(1)
     except interrupts.Interrupted as interrupted:
       print(f"{program}: {interrupted}", file=sys.stderr)
       sys.exit(interrupted.exit_status)

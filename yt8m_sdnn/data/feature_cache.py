@@ -52,7 +52,6 @@ the directories), so every `build_dataset` of the run after the first shares the
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import os
@@ -454,7 +453,7 @@ def _build_directory(location: str, identity, chunks: Iterable[Chunk],
         raise
       logging.info("another process completed %s first; using it", target)
   except (tf.errors.OpError, OSError, artifacts.ArtifactError) as error:
-    if not _is_disk_full(error):
+    if not artifacts.is_disk_full(error):
       raise
     written = _bytes_under(building)
     raise artifacts.ArtifactError(
@@ -469,13 +468,6 @@ def _build_directory(location: str, identity, chunks: Iterable[Chunk],
   logging.info("feature cache complete: %s (%d videos)", target,
                sum(shard["records"] for shard in shards))
   return _open_directory(target, identity, feature_size)
-
-
-def _is_disk_full(error: BaseException) -> bool:
-  """Whether `error` is ENOSPC, as TF, Python or `artifacts` (the manifest) report it."""
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    return True
-  return "No space left on device" in str(error) or "no space left on the device" in str(error)
 
 
 def _bytes_under(directory: str) -> int:
