@@ -32,20 +32,33 @@ def real_data_dir() -> pathlib.Path:
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_scripts(paths, *args: str, env=None, timeout: float = 300) -> dict[str, dict]:
-  """Runs the entry scripts `paths` with `args` in one process (`tests/run_scripts.py`).
+def run_calls(calls, env=None, timeout: float = 300) -> tuple[list[dict], str]:
+  """Runs entry scripts in one process (`tests/run_scripts.py`), one TensorFlow start-up.
 
-  Returns: str(path) -> {"stdout", "stderr", "exit"}, plus "" -> the process' own
-  stderr (TensorFlow's C++ lines land there, not in a script's).
+  Args:
+    calls: (path, args) pairs: a `bin/X.py` file or an installed console script, and
+      the arguments after it. For runs that end before real work (--help, flag errors).
+
+  Returns:
+    ({"stdout", "stderr", "exit"} for each call, the process' own stderr, where
+    TensorFlow's C++ lines land).
   """
-  paths = [str(path) for path in paths]
+  calls = [[str(path), [str(a) for a in args]] for path, args in calls]
   result = subprocess.run(
-      [sys.executable, str(ROOT / "tests" / "run_scripts.py"), json.dumps(list(args)), *paths],
+      [sys.executable, str(ROOT / "tests" / "run_scripts.py"), json.dumps(calls)],
       capture_output=True, text=True, cwd="/", timeout=timeout, check=False,
       env=env if env is not None else binary_env())
   assert result.returncode == 0, result.stderr[-3000:]
-  outputs = json.loads(result.stdout.strip().splitlines()[-1])
-  outputs[""] = {"stderr": result.stderr}
+  return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def run_scripts(paths, *args: str, env=None, timeout: float = 300) -> dict[str, dict]:
+  """`run_calls` of every path with the same `args`: str(path) -> its result, plus
+  "" -> {"stderr": the process' own stderr}."""
+  paths = [str(path) for path in paths]
+  results, stderr = run_calls([(path, args) for path in paths], env=env, timeout=timeout)
+  outputs = dict(zip(paths, results))
+  outputs[""] = {"stderr": stderr}
   return outputs
 
 

@@ -1,9 +1,9 @@
 """Runs several of the package's entry scripts in ONE process, as a user would run each.
 
-`python tests/run_scripts.py ARGS_JSON PATH...` runs every PATH (a `bin/X.py` file or an
-installed console script) with `runpy.run_path(PATH, run_name="__main__")` and
-`sys.argv = [PATH, *ARGS]`, the way the interpreter runs a script, and prints one JSON
-object: PATH -> {"stdout", "stderr", "exit"}. Between scripts the flags the binary
+`python tests/run_scripts.py CALLS_JSON` takes a list of [PATH, ARGS] calls and runs each
+PATH (a `bin/X.py` file or an installed console script) with `runpy.run_path(PATH,
+run_name="__main__")` and `sys.argv = [PATH, *ARGS]`, the way the interpreter runs a
+script; it prints one JSON list of {"stdout", "stderr", "exit"}, one a call. Between scripts the flags the binary
 defined (those of `yt8m_sdnn` modules) are deleted and its `yt8m_sdnn.cli` module is
 dropped, so the next binary defines its own afresh, as in a new process: one
 TensorFlow start-up instead of one a script (the tests' largest cost).
@@ -31,10 +31,10 @@ def _ours(name: str) -> bool:
 
 
 def main() -> None:
-  args = json.loads(sys.argv[1])
+  calls = json.loads(sys.argv[1])
   app.define_help_flags()
-  results = {}
-  for path in sys.argv[2:]:
+  results = []
+  for path, args in calls:
     before = set(FLAGS)
     out, err = io.StringIO(), io.StringIO()
     status = 0
@@ -47,7 +47,7 @@ def main() -> None:
       except BaseException:  # pylint: disable=broad-except
         err.write(traceback.format_exc())
         status = "raised"
-    results[path] = {"stdout": out.getvalue(), "stderr": err.getvalue(), "exit": status}
+    results.append({"stdout": out.getvalue(), "stderr": err.getvalue(), "exit": status})
     for name in [name for name in set(FLAGS) - before if _ours(name)]:
       delattr(FLAGS, name)
     for module in [m for m in sys.modules if m.startswith("yt8m_sdnn.cli.")

@@ -5,33 +5,47 @@ import sys
 
 import pytest
 
-from conftest import ROOT, binary_env
+from conftest import ROOT, binary_env, run_calls
 from yt8m_sdnn.data import vocabulary
 
 
-def _run(*args):
-  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=binary_env(),
-                        capture_output=True, text=True, timeout=300)
+CASES = [("yt8m_eval", "--eval_data"), ("yt8m_predict", "--input_data"),
+         ("yt8m_train", "--eval_data")]
 
 
-@pytest.mark.parametrize("binary, flag", [
-    ("bin.yt8m_eval", "--eval_data"),
-    ("bin.yt8m_predict", "--input_data"),
-    ("bin.yt8m_train", "--eval_data"),
-])
-def test_a_mistyped_data_pattern_fails_before_any_model_is_read(binary, flag, tmp_path):
-  missing = tmp_path / "no_such_shards*.tfrecord"
-  args = [binary, f"{flag}={missing}", f"--train_dir={tmp_path / 'not_a_run'}"]
-  if binary == "bin.yt8m_predict":
-    args.append(f"--output_file={tmp_path / 'out.csv'}")
-  if binary == "bin.yt8m_train":
-    (tmp_path / "shards").mkdir()
-    (tmp_path / "shards" / "train00.tfrecord").write_bytes(b"")
-    args.append(f"--train_data={tmp_path / 'shards'}")  # exists; only --eval_data is wrong
-  result = _run(*args)
-  assert result.returncode == 1
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+  """Each mistaken command, run as `bin/X.py` files in one process (`conftest.run_calls`)."""
+  calls, dirs = [], []
+  for binary, flag in CASES:
+    tmp_path = tmp_path_factory.mktemp(binary)
+    missing = tmp_path / "no_such_shards*.tfrecord"
+    args = [f"{flag}={missing}", f"--train_dir={tmp_path / 'not_a_run'}"]
+    if binary == "yt8m_predict":
+      args.append(f"--output_file={tmp_path / 'out.csv'}")
+    if binary == "yt8m_train":
+      (tmp_path / "shards").mkdir()
+      (tmp_path / "shards" / "train00.tfrecord").write_bytes(b"")
+      args.append(f"--train_data={tmp_path / 'shards'}")  # exists; only --eval_data is wrong
+    calls.append((ROOT / "bin" / f"{binary}.py", args))
+    dirs.append(tmp_path)
+  merge_dir = tmp_path_factory.mktemp("merge")
+  calls.append((ROOT / "bin" / "yt8m_train.py",
+                ["--subclass_merge=odds_sum", f"--train_data={merge_dir}",
+                 f"--train_dir={merge_dir / 'run'}"]))
+  dirs.append(merge_dir)
+  results, _ = run_calls(calls)
+  return list(zip(results, dirs))
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[" ".join(c) for c in CASES])
+def test_a_mistyped_data_pattern_fails_before_any_model_is_read(case, refused):
+  flag = CASES[case][1]
+  result, tmp_path = refused[case]
+  assert result["exit"] == 1, result
   # The data flag is named, not the missing train_dir: it was checked first.
-  assert f"{flag}:" in result.stderr and "Traceback" not in result.stderr, result.stderr[-1500:]
+  assert f"{flag}:" in result["stderr"] and "Traceback" not in result["stderr"], (
+      result["stderr"][-1500:])
   assert not (tmp_path / "not_a_run").exists()
 
 
@@ -67,9 +81,9 @@ def test_the_starter_flag_names_are_accepted():
   assert result.stdout.split() == ["/data/train*", "/data/v*", "moe", "0.25", "True"]
 
 
-def test_a_merge_rule_without_a_subclass_model_is_refused(tmp_path):
-  result = _run("bin.yt8m_train", "--subclass_merge=odds_sum", f"--train_data={tmp_path}",
-                f"--train_dir={tmp_path / 'run'}")
-  assert result.returncode == 1
-  assert "--subclass_merge applies to a subclass model" in result.stderr, result.stderr[-1500:]
-  assert "--subclass_plan" in result.stderr and not (tmp_path / "run").exists()
+def test_a_merge_rule_without_a_subclass_model_is_refused(refused):
+  result, tmp_path = refused[len(CASES)]
+  assert result["exit"] == 1, result
+  assert "--subclass_merge applies to a subclass model" in result["stderr"], (
+      result["stderr"][-1500:])
+  assert "--subclass_plan" in result["stderr"] and not (tmp_path / "run").exists()
