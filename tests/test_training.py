@@ -40,9 +40,15 @@ def test_train_eval_predict_binaries(synthetic_dir, tmp_path):
   assert metrics["num_videos"] == 96 and 0 <= metrics["gap"] <= 1
   assert list((train_dir / "logs" / "eval").glob("events.out.tfevents.*"))  # TensorBoard
   output = tmp_path / "submission.csv"
+  vocabulary = tmp_path / "vocabulary.csv"  # 15 names for a 12-class model: warned
+  vocabulary.write_text("Index,TrainVideoCount,Name\n" +
+                        "".join(f"{i},1,class {i}\n" for i in range(15)))
   result = run_binary("yt8m_predict", f"--input_data={synthetic_dir}/validate",
-                      f"--train_dir={train_dir}", f"--output_file={output}", "--top_k=5")
+                      f"--train_dir={train_dir}", f"--output_file={output}", "--top_k=5",
+                      f"--vocabulary={vocabulary}", "--show_videos=2")
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "names 15 classes, but the model was trained with --num_classes=12" in result.stderr
+  assert result.stdout.count("(") >= 2 and "class " in result.stdout
   rows = list(csv.reader(output.open()))
   assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == 97
   pairs = rows[1][1].split()

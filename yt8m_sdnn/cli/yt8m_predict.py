@@ -10,7 +10,7 @@ Example:
 import csv
 import io
 
-from absl import flags
+from absl import flags, logging
 
 from yt8m_sdnn.cli import flag_sets, runner
 from yt8m_sdnn import artifacts, model_files, prediction
@@ -49,6 +49,10 @@ def main(argv):
   artifacts.check_output_file(FLAGS.output_file, "--output_file")
   model, model_config = model_files.load_trained(FLAGS.train_dir)
   names = vocabulary.load_class_names(FLAGS.vocabulary) if FLAGS.vocabulary else None
+  if names and max(names) + 1 != model_config["num_classes"]:
+    logging.warning("--vocabulary %s names %d classes, but the model was trained with "
+                    "--num_classes=%d: the names may belong to another release.",
+                    FLAGS.vocabulary, max(names) + 1, model_config["num_classes"])
   reader_config = flag_sets.reader_config_for_model(
       model_config, FLAGS.input_data, include_ids=True, require_labels=False)
   flag_sets.report_skipped(reader_config)
