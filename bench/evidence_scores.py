@@ -45,6 +45,7 @@ from yt8m_sdnn.experiments import pipeline
 from yt8m_sdnn.data import class_counts, reader
 from yt8m_sdnn.experiments import class_ap, evidence, neglection_report
 from yt8m_sdnn.neglection import scores as scores_lib
+from yt8m_sdnn.neglection import selection
 from yt8m_sdnn.experiments.measure import NEGLECTION_FILE
 
 FLAGS = flags.FLAGS
@@ -70,9 +71,9 @@ flags.DEFINE_bool("summarize_only", False, "Train nothing; summarize what finish
 
 # As bench.evidence_converged trains each family (the starter's MoE with 2 mixtures).
 MODEL_OPTIONS = {"logistic": {}, "moe": {"num_mixtures": 2}}
-MATCHED_RANDOM = "matched_random"
+MATCHED_RANDOM = selection.MATCHED_RANDOM
 MATCHED_TO = "null_normalized"
-MATCH_NEIGHBOURS = 10
+MATCH_NEIGHBOURS = selection.MATCH_NEIGHBOURS
 TRAIN, VALIDATION, TEST = real_data.TRAIN, real_data.VALIDATION, real_data.TEST
 
 
@@ -117,7 +118,11 @@ def _link_baseline(work_dir: str, seed: int) -> None:
 
 
 def _matched_random(work_dir: str, seed: int, counts: np.ndarray) -> None:
-  """Writes the control's neglection.json: `null_normalized`'s selection, frequency-matched."""
+  """Writes the control's neglection.json: `null_normalized`'s selection, frequency-matched.
+
+  The draw is `selection.matched_random`'s (the library's `--selection=matched_random`),
+  made here from the sibling variant's file so that both rows share one θ run.
+  """
   path = os.path.join(work_dir, "neglection", NEGLECTION_FILE)
   if os.path.exists(path):
     return
@@ -125,18 +130,8 @@ def _matched_random(work_dir: str, seed: int, counts: np.ndarray) -> None:
   if not os.path.exists(source):
     raise SystemExit(f"{source}: run the {MATCHED_TO} variant of seed {seed} first")
   selected = artifacts.read_json(source)["selected"]
-  rng = np.random.default_rng(seed)
-  by_frequency = np.argsort(counts, kind="stable")
-  rank = np.empty_like(by_frequency)
-  rank[by_frequency] = np.arange(by_frequency.size)
-  taken = set(selected)
-  chosen = []
-  for cls in selected:
-    low = max(0, rank[cls] - MATCH_NEIGHBOURS // 2)
-    window = [int(c) for c in by_frequency[low:low + MATCH_NEIGHBOURS + 1] if int(c) not in taken]
-    pick = int(rng.choice(window)) if window else int(cls)
-    taken.add(pick)
-    chosen.append(pick)
+  chosen = selection.matched_random(np.array(selected), counts, seed,
+                                    num_neighbours=MATCH_NEIGHBOURS).tolist()
   artifacts.write_json(path, {"score": MATCHED_RANDOM, "matched_to": source,
                               "selected": chosen, "source_selected": selected,
                               "num_classes": int(counts.size)})
@@ -163,6 +158,8 @@ def _share_theta(work_dir: str, seed: int, variant: str) -> None:
     payload = artifacts.read_json(source)
     if payload.get("iterations_run") != FLAGS.neglection_steps:
       continue  # measured over another window
+    if selection.SelectionRule.from_json(payload).needs_class_counts:
+      continue  # `rescored` re-ranks without the cap or band its `selected` followed
     try:
       shared = neglection.rescored(payload, score)
     except ValueError:

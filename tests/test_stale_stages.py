@@ -85,6 +85,8 @@ def shards(data: pathlib.Path, count: int) -> str:
     ({"tau": 1}, "neglection/neglection.json", "--tau: then null, now 1"),
     ({"train": {"seed": 1}}, "neglection/neglection.json", "--seed: then 0, now 1"),
     ({"train_reader": {"data_pattern": 2}}, "neglection/neglection.json", "--train_data: then"),
+    # Issue 34: a coverage cap selects other classes than the uncapped θ stage did.
+    ({"max_coverage": 0.5}, "neglection/neglection.json", "--max_coverage: then null, now 0.5"),
     # θ is this run's: the plan made from it with another λ is refused.
     ({"extrapolation": 0.25}, "partition/plan.npz", "--extrapolation: then 0.5, now 0.25"),
 ])
@@ -244,6 +246,9 @@ def test_stages_recorded_before_the_records_are_reused(data, work):
   # The score and selection size are in every neglection.json: still refused.
   with pytest.raises(stage_settings.StaleStageError, match="--top_k_classes: then 3, now 4"):
     pipeline.run(dataclasses.replace(config, top_k_classes=4))
+  # So is a cap: a file without one selected without one.
+  with pytest.raises(stage_settings.StaleStageError, match="--max_coverage: then null, now 0.5"):
+    pipeline.run(dataclasses.replace(config, max_coverage=0.5))
 
 
 def test_the_committed_bench_runs_stay_readable(tmp_path):
@@ -258,7 +263,10 @@ def test_the_committed_bench_runs_stay_readable(tmp_path):
   payload = artifacts.read_json(str(work / "neglection" / "neglection.json"))
   assert stage_settings.derived_neglection_settings(payload) == {
       "neglection_score": "paper", "top_fraction": 0.1, "top_k_classes": None, "model": "moe",
-      "num_classes": 3862, "batch_size": 512, "neglection_from_baseline": False}
+      "num_classes": 3862, "batch_size": 512, "neglection_from_baseline": False,
+      # Written before the selection rule: no cap, no band, the score's own selection.
+      "selection": "score", "max_coverage": None, "min_train_positives": None,
+      "max_train_positives": None}
   config = training.load_model_config(str(work / "sdnn"))
   assert stage_settings.derived_row_settings(config) == {
       "model": "moe", "loss": "cross_entropy", "num_outputs": 3862 + 386}

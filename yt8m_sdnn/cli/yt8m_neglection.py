@@ -3,6 +3,8 @@
 θ (eqs. 6-9) is averaged over windows of --tau iterations; the classes with the
 largest θ of the last window (eq. 10), or of another --neglection_score, are
 `selected`, most neglected first. --init_model measures from a trained model.
+--max_coverage, --min_train_positives / --max_train_positives and --selection choose
+among them (`neglection.selection.SelectionRule`).
 
 Example (the paper's setting on YT8M):
   yt8m-neglection --train_data=/data/yt8m/train --train_dir=/tmp/neglection \
@@ -12,7 +14,7 @@ Example (the paper's setting on YT8M):
 from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
-from yt8m_sdnn.neglection import scores
+from yt8m_sdnn.neglection import scores, selection
 from yt8m_sdnn.experiments import measure
 
 FLAGS = flags.FLAGS
@@ -26,6 +28,19 @@ flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there "
                      "with the same θ.")
 flag_sets.define_neglection_window_flags()
+flags.DEFINE_enum("selection", selection.SCORE, list(selection.SELECTIONS),
+                  "Which classes are split: the highest-scored (score) or, as its control, "
+                  "a random class of about the same training frequency for each "
+                  "(matched_random, seeded by --seed).")
+flags.DEFINE_float("max_coverage", None,
+                   "Largest share of the training videos with a selected class (each gets "
+                   "one copy), counted exactly in a pass over --train_data; the selection is "
+                   "the top classes by score that fit (and at most --top_fraction or "
+                   "--top_k_classes of them). The paper's timings imply about 0.02.")
+flags.DEFINE_integer("min_train_positives", None,
+                     "Only classes with at least this many training positives are selected.")
+flags.DEFINE_integer("max_train_positives", None,
+                     "Only classes with at most this many training positives are selected.")
 flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_overwrite_flag()
@@ -49,7 +64,10 @@ def main(argv):
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
       num_records=FLAGS.num_records,
       num_steps=FLAGS.neglection_steps, score=FLAGS.neglection_score,
-      init_model=FLAGS.init_model)
+      init_model=FLAGS.init_model,
+      selection_rule=selection.SelectionRule(FLAGS.selection, FLAGS.max_coverage,
+                                             FLAGS.min_train_positives,
+                                             FLAGS.max_train_positives))
   print(f"selected {len(result['selected'])} classes, most neglected first: "
         f"{result['selected'][:20]}")
 

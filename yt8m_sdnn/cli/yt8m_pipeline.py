@@ -6,11 +6,14 @@ the most neglected classes, Algorithm 1's partition pass (the plan), the subclas
 version of --model on the online transform, the baseline given the SDNN row's number
 of steps, evaluation of every row on --eval_data. With --val_data every row is
 early-stopped on those shards and keeps its best epoch. --neglection_score picks the
-score that selects the classes (default the paper's θ).
+score that selects the classes (default the paper's θ); --max_coverage caps the share
+of training videos that get a copy, --min_train_positives / --max_train_positives keep
+the selection in a frequency band, and --selection=matched_random gives the
+frequency-matched random control of that selection.
 
 A stage is reused only when it was made with this command's settings (θ: training
-data, model, score, window, τ, initial model, seed, selection size; the plan: its
-classes, features, λ, method, training data; a row: model, loss, merge rule and the
+data, model, score, window, τ, initial model, seed, selection size and rule; the plan:
+its classes, features, λ, method, training data; a row: model, loss, merge rule and the
 plan it trained on). One made with others is refused before any stage runs, in one
 line naming each differing setting; delete its folder, or pass --overwrite (every
 stage is made again).
@@ -23,6 +26,10 @@ Example:
       --work_dir=/tmp/sdnn_lr --stages=baseline,sdnn --seed=0
   # Split the classes the converged baseline learned worst on VAL (an oracle):
   yt8m-sdnn --model=logistic ... --val_data=VAL --neglection_score=low_val_ap
+  # The paper's regime (at most 2% of the training videos copied) and its control:
+  yt8m-sdnn --model=logistic ... --top_fraction=1 --max_coverage=0.02 --work_dir=/tmp/cap
+  yt8m-sdnn --model=logistic ... --top_fraction=1 --max_coverage=0.02 \
+      --selection=matched_random --work_dir=/tmp/cap_control
   # SDNN against the losses a practitioner would try first, on one step budget:
   yt8m-sdnn ... --stages=baseline,sdnn,baseline_equal_steps,baseline_equal_steps:focal,\
       baseline_equal_steps:asymmetric,baseline_equal_steps:class_balanced,sdnn:asymmetric
@@ -32,6 +39,7 @@ from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
 from yt8m_sdnn.experiments import pipeline
+from yt8m_sdnn.neglection import selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -52,6 +60,19 @@ flags.DEFINE_bool("neglection_from_baseline", False,
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k (validation and evaluation).")
 flag_sets.define_neglection_window_flags()
+flags.DEFINE_enum("selection", selection.SCORE, list(selection.SELECTIONS),
+                  "Which classes are split: the highest-scored (score) or, as its control, "
+                  "a random class of about the same training frequency for each "
+                  "(matched_random, seeded by --seed).")
+flags.DEFINE_float("max_coverage", None,
+                   "Largest share of the training videos with a selected class (each gets "
+                   "one copy), counted exactly in a pass over --train_data; the selection is "
+                   "the top classes by score that fit (and at most --top_fraction or "
+                   "--top_k_classes of them). The paper's timings imply about 0.02.")
+flags.DEFINE_integer("min_train_positives", None,
+                     "Only classes with at least this many training positives are selected.")
+flags.DEFINE_integer("max_train_positives", None,
+                     "Only classes with at most this many training positives are selected.")
 flag_sets.define_neglection_score_flag()
 flag_sets.define_training_flags()
 flag_sets.define_data_flags()
@@ -79,7 +100,9 @@ def main(argv):
       neglection_steps=FLAGS.neglection_steps, tau=FLAGS.tau,
       top_fraction=FLAGS.top_fraction, top_k_classes=FLAGS.top_k_classes,
       extrapolation=FLAGS.extrapolation, neglection_score=FLAGS.neglection_score,
-      neglection_from_baseline=FLAGS.neglection_from_baseline)
+      neglection_from_baseline=FLAGS.neglection_from_baseline, selection=FLAGS.selection,
+      max_coverage=FLAGS.max_coverage, min_train_positives=FLAGS.min_train_positives,
+      max_train_positives=FLAGS.max_train_positives)
   comparison = pipeline.run(config)
   print(pipeline.format_table(comparison, FLAGS.top_k))
 

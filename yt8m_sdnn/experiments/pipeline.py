@@ -4,7 +4,8 @@ Each stage writes its artifact into `work_dir/<stage>/` and is skipped when that
 artifact already exists (unless `overwrite`), so a run that stopped continues where
 it was. A stage is reused only when it was made with this run's settings
 (`stage_settings`): the θ stage's training data, model, score, window, τ, initial
-model, seed and selection size; the plan's selected classes, features, λ, split method
+model, seed, selection size and selection rule (`selection`, `max_coverage`, the
+training-positives band); the plan's selected classes, features, λ, split method
 and training data; each row's model family, loss, merge rule and the plan it trained
 on. Every artifact this run would reuse is checked before the first stage runs (one
 made from a stage still to be made, when it is reached); a mismatch is refused with
@@ -104,6 +105,13 @@ class PipelineConfig:
     neglection_score: which score selects the classes (`scores.NEGLECTION_SCORES`).
     neglection_from_baseline: measure a tracked score from the trained baseline row's
       weights instead of from scratch.
+    selection: "score" (the highest-scored classes) or "matched_random" (their
+      frequency-matched random control, seeded by `train.seed`); `selection.SELECTIONS`.
+    max_coverage: the largest share of training videos with a selected class (each
+      gets one copy), counted exactly; None: no cap. The count limit of `top_fraction`
+      or `top_k_classes` applies too.
+    min_train_positives: the fewest training positives of a selectable class.
+    max_train_positives: the most training positives of a selectable class.
     baseline_train: the settings of the rows that train the plain model (`logistic`,
       `baseline`, `baseline_equal_steps` and their `ROW:LOSS` variants), when they
       differ from `train` (e.g. each side's own tuned weight decay); None: `train`.
@@ -127,9 +135,19 @@ class PipelineConfig:
   neglection_score: str = scores_lib.DEFAULT_SCORE
   neglection_from_baseline: bool = False
   baseline_train: training.TrainConfig | None = None
+  selection: str = selection.SCORE
+  max_coverage: float | None = None
+  min_train_positives: int | None = None
+  max_train_positives: int | None = None
+
+  @property
+  def selection_rule(self) -> selection.SelectionRule:
+    return selection.SelectionRule(self.selection, self.max_coverage, self.min_train_positives,
+                                   self.max_train_positives)
 
   def __post_init__(self):
     scores_lib.check_score(self.neglection_score)
+    _ = self.selection_rule  # the rule checks its own fields
     # Every setting is checked here, before any stage trains for hours.
     checks = {"top_k": self.top_k >= 1,
               "fraction_of_epoch": 0 < self.fraction_of_epoch <= 1,
@@ -233,9 +251,11 @@ def _neglection_settings(config: PipelineConfig) -> dict:
       "model": config.model, "model_options": dict(config.train.model_options),
       "neglection_score": config.neglection_score,
       "top_fraction": None if config.top_k_classes else config.top_fraction,
-      "top_k_classes": config.top_k_classes}
+      "top_k_classes": config.top_k_classes, **config.selection_rule.to_json()}
   if config.neglection_score in scores_lib.ORACLE_SCORES:  # read off the trained baseline
     settings["val_data"] = files.resolve_files(config.val_reader.data_pattern)
+    if config.selection == selection.MATCHED_RANDOM:  # the control's draws
+      settings["seed"] = config.train.seed
   else:
     settings.update(
         batch_size=data.batch_size, seed=config.train.seed, shuffle_seed=data.seed,
@@ -435,17 +455,24 @@ def _neglection(config: PipelineConfig) -> dict:
     artifacts.ensure_writable_dir(train_dir)
     stage_settings.record(train_dir, _neglection_settings(config))
   if config.neglection_score in scores_lib.ORACLE_SCORES:
-    return oracle.measure_oracle(
+    rule = config.selection_rule
+    positives = measure.training_positives(rule, config.train_reader)
+    payload = oracle.measure_oracle(
         config.neglection_score, training.load_trained_model(baseline_dir), config.val_reader,
         config.train_reader, train_dir, top_fraction=config.top_fraction,
         top_k_classes=config.top_k_classes)
+    payload = measure.apply_selection(payload, rule, config.train_reader, config.train.seed,
+                                      positives)
+    if distribute.is_chief():
+      artifacts.write_json(os.path.join(train_dir, measure.NEGLECTION_FILE), payload)
+    return payload
   train_config = _without_merge(
       dataclasses.replace(config.train, train_dir=train_dir, model=config.model))
   return measure.measure_neglection(
       train_config, config.train_reader, config.fraction_of_epoch, tau=config.tau,
       top_fraction=config.top_fraction, top_k_classes=config.top_k_classes,
       num_steps=config.neglection_steps, score=config.neglection_score,
-      init_model=baseline_model)
+      init_model=baseline_model, selection_rule=config.selection_rule)
 
 
 def _reusable_plan(config: PipelineConfig, selected: list[int] | None,

@@ -5,9 +5,11 @@ artifact stands for the settings of the run that reuses it. Each one carries the
 settings that made it, and `check` compares them with the run's before the reuse:
 - θ (`neglection/`): `STAGE_SETTINGS_FILE`, written before the stage runs (training
   data, model, seed, window, τ, the initial model, the validation data of an oracle).
-  The score and the selection's size are read from `neglection.json` itself, which
-  every version writes and whose `selected` follows them (a file rescored in place,
-  `neglection.monitor.rescored`, says its new score there).
+  The score, the selection's size and its rule (`selection.SelectionRule`: the
+  coverage cap, the training-positives band, score or matched control; absent in an
+  older file: no cap) are read from `neglection.json` itself, whose `selected`
+  follows them (a file rescored in place, `neglection.monitor.rescored`, says its new
+  score there).
 - the plan (`partition/plan.npz`): its own metadata (`subclass.plan`): the selected
   classes, features, λ, method and training files.
 - each model row: `STAGE_SETTINGS_FILE`, written before it trains (its row, model
@@ -39,6 +41,7 @@ import keras
 
 from yt8m_sdnn import artifacts
 from yt8m_sdnn.neglection import scores as scores_lib
+from yt8m_sdnn.neglection import selection
 
 STAGE_SETTINGS_FILE = "stage_settings.json"
 
@@ -56,7 +59,9 @@ SETTING_NAMES = {
     "method": "the split method", "num_subclasses": "the subclasses per class",
     "row": "the row", "loss": "--loss (or ROW:LOSS)", "subclass_merge": "--subclass_merge",
     "plan": "the plan it trained on", "num_outputs": "the model's output units",
-    "split_classes": "the classes its model splits",
+    "split_classes": "the classes its model splits", "selection": "--selection",
+    "max_coverage": "--max_coverage", "min_train_positives": "--min_train_positives",
+    "max_train_positives": "--max_train_positives",
 }
 
 
@@ -126,10 +131,15 @@ def derived_neglection_settings(payload: Mapping[str, Any]) -> dict[str, Any]:
 
   A score outside `scores.NEGLECTION_SCORES` names a selection made by hand (bench's
   frequency-matched control writes one for the pipeline to reuse): taken as given.
+  Otherwise the selection rule is derived too, a field the file lacks as its default
+  (`selection.SelectionRule`): a file written before the rule existed selected without
+  a cap or band, so a run asking for one is refused rather than handed it.
   """
   derived = {}
   if payload.get("score") in scores_lib.NEGLECTION_SCORES:
     derived["neglection_score"] = payload["score"]
+    derived.update({name: payload.get(name, default)
+                    for name, default in selection.SelectionRule().to_json().items()})
   for key in ("top_fraction", "top_k_classes", "model", "num_classes", "batch_size"):
     if key in payload:
       derived[key] = payload[key]
