@@ -18,7 +18,7 @@ from yt8m_sdnn import artifacts, distribute, models, training
 from yt8m_sdnn.losses import registry as loss_registry
 from yt8m_sdnn.data import class_counts, reader, scan
 from yt8m_sdnn.data.files import resolve_files
-from yt8m_sdnn.neglection import scores
+from yt8m_sdnn.neglection import scores, selection
 from yt8m_sdnn.subclass.merge import DEFAULT_MERGE, MERGE_RULES
 
 FLAGS = flags.FLAGS
@@ -103,6 +103,29 @@ def define_neglection_score_flag(allowed: tuple[str, ...] = scores.NEGLECTION_SC
       "Which score ranks the classes: paper (eqs. 6-10), null_normalized (θ over its "
       "frequency-only expectation), frequency_residual (θ over the median θ of classes "
       "of similar frequency)." + oracle_note)
+
+
+def define_selection_flags() -> None:
+  """--selection, --max_coverage and the frequency band (`neglection.selection.SelectionRule`)."""
+  flags.DEFINE_enum("selection", selection.SCORE, list(selection.SELECTIONS),
+                    "Which classes are split: the highest-scored (score) or, as its control, "
+                    "a random class of about the same training frequency for each "
+                    "(matched_random, seeded by --seed).")
+  flags.DEFINE_float("max_coverage", None,
+                     "Largest share of the training videos with a selected class (each gets "
+                     "one copy), counted exactly in a pass over --train_data; the selection is "
+                     "the top classes by score that fit (and at most --top_fraction or "
+                     "--top_k_classes of them). The paper's timings imply about 0.02.")
+  flags.DEFINE_integer("min_train_positives", None,
+                       "Only classes with at least this many training positives are selected.")
+  flags.DEFINE_integer("max_train_positives", None,
+                       "Only classes with at most this many training positives are selected.")
+
+
+def selection_rule() -> selection.SelectionRule:
+  """The `SelectionRule` of the selection flags."""
+  return selection.SelectionRule(FLAGS.selection, FLAGS.max_coverage,
+                                 FLAGS.min_train_positives, FLAGS.max_train_positives)
 
 
 def define_neglection_window_flags() -> None:

@@ -14,7 +14,7 @@ Example (the paper's setting on YT8M):
 from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
-from yt8m_sdnn.neglection import scores, selection
+from yt8m_sdnn.neglection import scores
 from yt8m_sdnn.experiments import measure
 
 FLAGS = flags.FLAGS
@@ -28,19 +28,7 @@ flags.DEFINE_integer("backup_steps", 100,
                      "Steps between crash backups; rerunning a killed command resumes there "
                      "with the same θ.")
 flag_sets.define_neglection_window_flags()
-flags.DEFINE_enum("selection", selection.SCORE, list(selection.SELECTIONS),
-                  "Which classes are split: the highest-scored (score) or, as its control, "
-                  "a random class of about the same training frequency for each "
-                  "(matched_random, seeded by --seed).")
-flags.DEFINE_float("max_coverage", None,
-                   "Largest share of the training videos with a selected class (each gets "
-                   "one copy), counted exactly in a pass over --train_data; the selection is "
-                   "the top classes by score that fit (and at most --top_fraction or "
-                   "--top_k_classes of them). The paper's timings imply about 0.02.")
-flags.DEFINE_integer("min_train_positives", None,
-                     "Only classes with at least this many training positives are selected.")
-flags.DEFINE_integer("max_train_positives", None,
-                     "Only classes with at most this many training positives are selected.")
+flag_sets.define_selection_flags()
 flag_sets.define_neglection_score_flag(scores.TRACKED_SCORES)
 flag_sets.define_training_flags(early_stopping=False)
 flag_sets.define_overwrite_flag()
@@ -65,9 +53,7 @@ def main(argv):
       num_records=FLAGS.num_records,
       num_steps=FLAGS.neglection_steps, score=FLAGS.neglection_score,
       init_model=FLAGS.init_model,
-      selection_rule=selection.SelectionRule(FLAGS.selection, FLAGS.max_coverage,
-                                             FLAGS.min_train_positives,
-                                             FLAGS.max_train_positives))
+      selection_rule=flag_sets.selection_rule())
   print(f"selected {len(result['selected'])} classes, most neglected first: "
         f"{result['selected'][:20]}")
 

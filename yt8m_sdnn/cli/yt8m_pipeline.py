@@ -39,7 +39,6 @@ from absl import flags
 
 from yt8m_sdnn.cli import flag_sets, runner
 from yt8m_sdnn.experiments import pipeline
-from yt8m_sdnn.neglection import selection
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_data", None, "Training shards: a directory, glob or comma list.")
@@ -60,19 +59,7 @@ flags.DEFINE_bool("neglection_from_baseline", False,
 flags.DEFINE_float("extrapolation", 0.5, "λ of eq. (12).")
 flags.DEFINE_integer("top_k", 20, "k of GAP@k (validation and evaluation).")
 flag_sets.define_neglection_window_flags()
-flags.DEFINE_enum("selection", selection.SCORE, list(selection.SELECTIONS),
-                  "Which classes are split: the highest-scored (score) or, as its control, "
-                  "a random class of about the same training frequency for each "
-                  "(matched_random, seeded by --seed).")
-flags.DEFINE_float("max_coverage", None,
-                   "Largest share of the training videos with a selected class (each gets "
-                   "one copy), counted exactly in a pass over --train_data; the selection is "
-                   "the top classes by score that fit (and at most --top_fraction or "
-                   "--top_k_classes of them). The paper's timings imply about 0.02.")
-flags.DEFINE_integer("min_train_positives", None,
-                     "Only classes with at least this many training positives are selected.")
-flags.DEFINE_integer("max_train_positives", None,
-                     "Only classes with at most this many training positives are selected.")
+flag_sets.define_selection_flags()
 flag_sets.define_neglection_score_flag()
 flag_sets.define_training_flags()
 flag_sets.define_data_flags()
