@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -60,6 +61,27 @@ def run_scripts(paths, *args: str, env=None, timeout: float = 300) -> dict[str, 
   outputs = dict(zip(paths, results))
   outputs[""] = {"stderr": stderr}
   return outputs
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount_point: pathlib.Path, size: str):
+  """A real full disk: a tmpfs of `size` (e.g. "1m") at `mount_point`, or a skip where
+  it cannot be mounted (needs root). Fails the test when it is still busy afterwards: a
+  file on it was left open."""
+  mount_point.mkdir(parents=True, exist_ok=True)
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                            str(mount_point)], capture_output=True, text=True, check=False)
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()[:200]}")
+  try:
+    yield mount_point
+  finally:
+    unmounted = subprocess.run(["umount", str(mount_point)], capture_output=True, text=True,
+                               check=False)
+    if unmounted.returncode != 0:  # busy: a file in it was left open
+      subprocess.run(["umount", "-l", str(mount_point)], check=False)
+      pytest.fail(f"{mount_point}: busy after the test ({unmounted.stderr.strip()[:200]}): a "
+                  "file on the full disk was left open")
 
 
 def binary_env(**overrides: str) -> dict[str, str]:

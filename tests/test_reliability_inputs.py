@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, binary_env, random_videos, real_data_dir, write_video_shards
+from conftest import (ROOT, binary_env, random_videos, real_data_dir, small_tmpfs,
+                      write_video_shards)
 from yt8m_sdnn import artifacts, evaluation, export, model_files, models, prediction
 from yt8m_sdnn.data import feature_cache, files, reader, scan, writer
 from yt8m_sdnn.losses import registry as loss_registry
@@ -329,21 +330,8 @@ def test_scoring_one_new_model_after_another_warns_of_no_retracing(tmp_path):
 @pytest.fixture
 def full_disk(tmp_path):
   """A 1 MB tmpfs (a real full disk), or a skip where it cannot be mounted."""
-  mount_point = tmp_path / "tmpfs"
-  mount_point.mkdir()
-  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                           capture_output=True, text=True, check=False)
-  if mounted.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()[:200]}")
-  try:
+  with small_tmpfs(tmp_path / "tmpfs", "1m") as mount_point:
     yield mount_point
-  finally:
-    unmounted = subprocess.run(["umount", str(mount_point)], capture_output=True, text=True,
-                               check=False)
-    if unmounted.returncode != 0:  # busy: a file in it was left open
-      subprocess.run(["umount", "-l", str(mount_point)], check=False)
-      pytest.fail(f"{mount_point}: busy after the test ({unmounted.stderr.strip()[:200]}): a "
-                  "file on the full disk was left open")
 
 
 def test_a_full_disk_under_the_cache_is_one_error_naming_it(tmp_path, full_disk):

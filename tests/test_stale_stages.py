@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, binary_env
+from conftest import ROOT, binary_env, small_tmpfs
 from yt8m_sdnn import artifacts, training
 from yt8m_sdnn.data import reader, synthetic
 from yt8m_sdnn.experiments import pipeline, stage_settings
@@ -351,21 +351,13 @@ def test_yt8m_sdnn_on_a_full_disk_prints_one_line_and_exits_1(data, tmp_path):
   """A 128 kB work dir fills at the θ stage's first weights file (HDF5). The error used
   to be followed by h5py's tracebacks and a segfault at exit (HDF5's exit handler
   closing the ids the failed close left: status 139)."""
-  mount = tmp_path / "full"
-  mount.mkdir()
-  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount)],
-                           capture_output=True, text=True, check=False)
-  if mounted.returncode != 0:
-    pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-  try:
+  with small_tmpfs(tmp_path / "full", "128k") as mount:
     result = _run_binary("yt8m_pipeline", f"--train_data={data / 'train'}",
                          f"--eval_data={data / 'validate'}", f"--work_dir={mount / 'work'}",
                          "--num_classes=12", "--batch_size=64", "--num_epochs=1",
                          "--stages=sdnn", "--model=logistic", "--neglection_steps=2",
                          "--top_k_classes=3")
     left = sorted(str(path) for path in mount.rglob("*tmp*"))
-  finally:
-    subprocess.run(["umount", str(mount)], check=False)
   assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
   errors = [line for line in result.stderr.splitlines() if re.match(r"[\w.-]+: error: ", line)]
   assert len(errors) == 1, result.stderr[-3000:]
